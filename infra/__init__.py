@@ -1,0 +1,1 @@
+"""Platforms under test and everything that changes them (faults, actions)."""

@@ -1,0 +1,27 @@
+"""Errors raised by the platform layer; the CLI maps them to exit codes."""
+
+from __future__ import annotations
+
+
+class GamedayError(Exception):
+    """Base of every error gameday raises on purpose."""
+
+
+class ConfigError(GamedayError):
+    """Bad input: a malformed file, an unknown name, a missing prerequisite (exit 2)."""
+
+
+class WorldNotUp(ConfigError):
+    """A command needs the local platform and none is running."""
+
+
+class PrerequisiteError(ConfigError):
+    """A program, package or privilege the platform needs is missing."""
+
+
+class FaultError(GamedayError):
+    """A fault could not be applied or reverted."""
+
+
+class UnsupportedFault(ConfigError):
+    """The fault cannot be injected on this machine (e.g. the kernel lacks sch_netem)."""

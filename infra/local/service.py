@@ -1,0 +1,323 @@
+"""The per-region inference service (an ASGI app served by uvicorn).
+
+Endpoints:
+- `POST /v1/predict {"entity_id": "us-42"}`: reads the entity's features from the
+  region's *local* store replica and scores them; answers carry `X-Region` and
+  `X-Model-Digest` (the digest of the model bytes actually loaded).
+- `POST /v1/events {"client": "c1", "seq": 1, "payload": {...}}`: writes to the
+  jurisdiction's *primary* (found through Sentinel) and answers 201 only after the
+  primary acknowledged.
+- `GET /healthz`: 200 only when the model passed its digest check and the local store
+  answers; 503 with the reasons otherwise.
+- `GET /metrics`: Prometheus metrics, including `gameday_replication_lag_seconds`.
+
+The primary's service writes its clock to `gameday:heartbeat` every 100 ms; a replica's
+service reads the replicated value to export its lag (the pt-heartbeat technique).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import re
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError, ResponseError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from infra.local import model as modelmod
+
+HEARTBEAT_KEY = "gameday:heartbeat"
+FEATURE_PREFIX = "feat:"
+EVENT_PREFIX = "ev:"
+_CLIENT = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """Everything a region's service needs, written by the supervisor as JSON."""
+
+    region: str
+    jurisdiction: str
+    host: str
+    port: int
+    redis_password: str
+    sentinels: list[tuple[str, int]]
+    model_path: str
+    registry: str
+    verify_model_digest: bool = True
+    redis_port: int = 6379
+    heartbeat_interval: float = 0.1
+    redis_timeout: float = 0.5
+
+    @classmethod
+    def from_file(cls, path: Path) -> ServiceConfig:
+        raw = json.loads(path.read_text())
+        raw["sentinels"] = [(str(h), int(p)) for h, p in raw["sentinels"]]
+        return cls(**raw)
+
+
+@dataclass
+class _State:
+    config: ServiceConfig
+    registry: CollectorRegistry
+    model: modelmod.Classifier | None = None
+    model_digest: str = ""
+    model_error: str = ""
+    local: aioredis.Redis | None = None
+    primary: aioredis.Redis | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+def create_app(config: ServiceConfig) -> Starlette:
+    """Build the ASGI app for one region."""
+    registry = CollectorRegistry()
+    state = _State(config=config, registry=registry)
+    labels = {"region": config.region, "jurisdiction": config.jurisdiction}
+    requests = Counter(
+        "gameday_service_requests",
+        "Requests answered by the inference service.",
+        ["region", "jurisdiction", "endpoint", "code"],
+        registry=registry,
+    )
+    latency = Histogram(
+        "gameday_service_request_duration_seconds",
+        "Time to answer, by endpoint.",
+        ["region", "jurisdiction", "endpoint"],
+        buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+        registry=registry,
+    )
+    ready_gauge = Gauge(
+        "gameday_service_ready",
+        "1 when /healthz answers ready.",
+        ["region", "jurisdiction"],
+        registry=registry,
+    )
+    model_ok = Gauge(
+        "gameday_model_loaded",
+        "1 when a model is loaded (verified, unless verification is off).",
+        ["region", "jurisdiction", "verify"],
+        registry=registry,
+    )
+    lag_gauge = Gauge(
+        "gameday_replication_lag_seconds",
+        "Age of the primary's heartbeat as seen in this region's store (0 on the primary).",
+        ["region", "jurisdiction"],
+        registry=registry,
+    )
+
+    def answer(
+        endpoint: str,
+        started: float,
+        body: dict[str, Any],
+        code: int,
+        headers: dict[str, str] | None = None,
+    ) -> JSONResponse:
+        requests.labels(**labels, endpoint=endpoint, code=str(code)).inc()
+        latency.labels(**labels, endpoint=endpoint).observe(time.perf_counter() - started)
+        merged = {"X-Region": config.region}
+        merged.update(headers or {})
+        return JSONResponse(body, status_code=code, headers=merged)
+
+    async def heartbeat() -> None:
+        # Only the primary accepts the write; on a replica Redis answers READONLY.
+        assert state.local is not None
+        while True:
+            with contextlib.suppress(RedisError, OSError):
+                await state.local.set(HEARTBEAT_KEY, repr(time.time()))
+            await asyncio.sleep(config.heartbeat_interval)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        try:
+            manifest = modelmod.read_manifest(Path(config.registry))
+            state.model, state.model_digest = modelmod.load_model(
+                Path(config.model_path), manifest, config.verify_model_digest
+            )
+        except modelmod.ModelIntegrityError as exc:
+            state.model_error = str(exc)
+        model_ok.labels(**labels, verify=str(config.verify_model_digest).lower()).set(
+            0 if state.model is None else 1
+        )
+        # One try per request (redis-py retries with backoff by default): a dead
+        # primary must show as a failed request, not as a slow one.
+        timeouts: dict[str, Any] = {
+            "socket_timeout": config.redis_timeout,
+            "socket_connect_timeout": config.redis_timeout,
+            "retry": Retry(NoBackoff(), 0),
+        }
+        state.local = aioredis.Redis(
+            host="127.0.0.1", port=config.redis_port, password=config.redis_password, **timeouts
+        )
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            config.sentinels,
+            sentinel_kwargs={"password": config.redis_password, **timeouts},
+            password=config.redis_password,
+            **timeouts,
+        )
+        state.primary = sentinel.master_for(config.jurisdiction, **timeouts)
+        state.tasks.append(asyncio.create_task(heartbeat()))
+        try:
+            yield
+        finally:
+            for task in state.tasks:
+                task.cancel()
+            await state.local.aclose()
+            await state.primary.aclose()
+
+    async def healthz(_request: Request) -> Response:
+        started = time.perf_counter()
+        reasons = []
+        if state.model is None:
+            reasons.append(f"model: {state.model_error or 'not loaded'}")
+        try:
+            assert state.local is not None
+            await state.local.ping()
+        except (RedisError, OSError) as exc:
+            reasons.append(f"local store: {exc}")
+        ready_gauge.labels(**labels).set(0 if reasons else 1)
+        if reasons:
+            return answer("healthz", started, {"status": "unready", "reasons": reasons}, 503)
+        return answer(
+            "healthz", started, {"status": "ready", "model_digest": state.model_digest}, 200
+        )
+
+    async def _json(request: Request) -> dict[str, Any] | None:
+        try:
+            body = await request.json()
+        except (ValueError, UnicodeDecodeError):
+            return None
+        return body if isinstance(body, dict) else None
+
+    async def predict(request: Request) -> Response:
+        started = time.perf_counter()
+        body = await _json(request)
+        entity = body.get("entity_id") if body else None
+        if not isinstance(entity, str) or "-" not in entity:
+            return answer("predict", started, {"error": 'body must be {"entity_id": "us-42"}'}, 400)
+        if entity.split("-", 1)[0] != config.jurisdiction:
+            # Residency: this region's store holds only its jurisdiction's entities.
+            return answer(
+                "predict",
+                started,
+                {
+                    "error": f"entity {entity!r} is not stored in jurisdiction "
+                    f"{config.jurisdiction!r}"
+                },
+                404,
+            )
+        if state.model is None:
+            return answer("predict", started, {"error": "model not loaded"}, 503)
+        try:
+            assert state.local is not None
+            raw = await state.local.get(FEATURE_PREFIX + entity)
+        except (RedisError, OSError) as exc:
+            return answer("predict", started, {"error": f"local store: {exc}"}, 503)
+        if raw is None:
+            return answer("predict", started, {"error": f"unknown entity {entity!r}"}, 404)
+        features = np.asarray(json.loads(raw), dtype=np.float64)
+        value = modelmod.score(state.model, features)
+        return answer(
+            "predict",
+            started,
+            {
+                "entity_id": entity,
+                "score": value,
+                "region": config.region,
+                "model_digest": state.model_digest,
+            },
+            200,
+            {"X-Model-Digest": state.model_digest},
+        )
+
+    async def events(request: Request) -> Response:
+        started = time.perf_counter()
+        body = await _json(request)
+        if (
+            body is None
+            or not isinstance(body.get("client"), str)
+            or not _CLIENT.match(body["client"])
+            or not isinstance(body.get("seq"), int)
+            or isinstance(body.get("seq"), bool)
+            or body["seq"] < 0
+        ):
+            return answer(
+                "events",
+                started,
+                {"error": 'body must be {"client": str, "seq": int >= 0, "payload": {...}}'},
+                400,
+            )
+        key = f"{EVENT_PREFIX}{body['client']}:{body['seq']}"
+        value = json.dumps(
+            {"payload": body.get("payload"), "region": config.region, "t": time.time()}
+        )
+        try:
+            assert state.primary is not None
+            await state.primary.set(key, value)
+        except ResponseError as exc:
+            # READONLY: Sentinel still names a primary that has been demoted.
+            return answer("events", started, {"error": f"primary refused: {exc}"}, 503)
+        except (RedisError, OSError) as exc:
+            return answer("events", started, {"error": f"primary unavailable: {exc}"}, 503)
+        return answer("events", started, {"ok": True, "key": key, "region": config.region}, 201)
+
+    async def metrics(_request: Request) -> Response:
+        try:
+            assert state.local is not None
+            role = (await state.local.execute_command("ROLE"))[0]  # type: ignore[no-untyped-call]
+            if role in (b"master", "master"):
+                lag_gauge.labels(**labels).set(0.0)
+            else:
+                beat = await state.local.get(HEARTBEAT_KEY)
+                if beat is not None:
+                    lag_gauge.labels(**labels).set(max(0.0, time.time() - float(beat)))
+        except (RedisError, OSError, ValueError):
+            pass  # a missing sample is honest; a stale one would not be
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return Starlette(
+        routes=[
+            Route("/v1/predict", predict, methods=["POST"]),
+            Route("/v1/events", events, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point used by the supervisor: `python -m infra.local.service --config FILE`."""
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--config", type=Path, required=True)
+    args = parser.parse_args(argv)
+    config = ServiceConfig.from_file(args.config)
+    uvicorn.run(
+        create_app(config),
+        host=config.host,
+        port=config.port,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""Reading and validating the topology file (`infra/local/topology.yaml`)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from infra.errors import ConfigError
+from infra.types import Region, Topology
+
+DEFAULT_TOPOLOGY = Path(__file__).with_name("topology.yaml")
+MIN_REGIONS = 2
+MAX_REGIONS = 8
+_NAME = re.compile(r"^[a-z][a-z0-9-]{0,14}[a-z0-9]$")
+_JURISDICTION = re.compile(r"^[a-z]{2,8}$")
+_FIELDS = ("name", "provider", "jurisdiction", "role")
+
+
+def load_topology(path: Path | None = None) -> Topology:
+    """Parse and validate a topology file; errors name the file and the field."""
+    path = path or DEFAULT_TOPOLOGY
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read topology: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    return parse_topology(raw, source=str(path))
+
+
+def parse_topology(raw: Any, source: str = "<topology>") -> Topology:
+    """Validate an already-parsed topology document."""
+    if not isinstance(raw, dict) or "regions" not in raw:
+        raise ConfigError(f"{source}: expected a mapping with a 'regions' list")
+    entries = raw["regions"]
+    if not isinstance(entries, list):
+        raise ConfigError(f"{source}: 'regions' must be a list")
+    if not MIN_REGIONS <= len(entries) <= MAX_REGIONS:
+        raise ConfigError(
+            f"{source}: 'regions' has {len(entries)} entries; "
+            f"between {MIN_REGIONS} and {MAX_REGIONS} are supported"
+        )
+    regions: list[Region] = []
+    for index, entry in enumerate(entries):
+        where = f"{source}: regions[{index}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: expected a mapping")
+        unknown = sorted(set(entry) - set(_FIELDS))
+        if unknown:
+            raise ConfigError(f"{where}: unknown field {unknown[0]!r}")
+        for key in _FIELDS:
+            if not isinstance(entry.get(key), str) or not entry[key]:
+                raise ConfigError(f"{where}.{key}: required, a non-empty string")
+        name, jurisdiction, role = entry["name"], entry["jurisdiction"], entry["role"]
+        if not _NAME.match(name) or name == "edge":
+            raise ConfigError(
+                f"{where}.name: {name!r} is not a valid region name "
+                "(2-16 characters, lowercase letters, digits and '-', not 'edge')"
+            )
+        if not _JURISDICTION.match(jurisdiction):
+            raise ConfigError(
+                f"{where}.jurisdiction: {jurisdiction!r} must be 2-8 lowercase letters"
+            )
+        if role not in ("primary", "replica"):
+            raise ConfigError(f"{where}.role: {role!r} must be 'primary' or 'replica'")
+        if any(r.name == name for r in regions):
+            raise ConfigError(f"{where}.name: region {name!r} is declared twice")
+        regions.append(Region(name, entry["provider"], jurisdiction, role))
+    topology = Topology(tuple(regions))
+    for jurisdiction in topology.jurisdictions:
+        primaries = [r.name for r in topology.in_jurisdiction(jurisdiction) if r.role == "primary"]
+        if len(primaries) != 1:
+            raise ConfigError(
+                f"{source}: jurisdiction {jurisdiction!r} has {len(primaries)} primaries "
+                f"({', '.join(primaries) or 'none'}); exactly one is required"
+            )
+    return topology
