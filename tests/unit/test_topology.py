@@ -96,7 +96,7 @@ def test_default_topology_has_two_jurisdictions_two_providers() -> None:
     ],
 )
 def test_malformed_topologies_name_the_field(doc: object, message: str) -> None:
-    with pytest.raises(ConfigError, match="x.yaml") as info:
+    with pytest.raises(ConfigError, match=r"x\.yaml") as info:
         parse_topology(doc, source="x.yaml")
     assert message in str(info.value)
 
