@@ -381,3 +381,7 @@ def run(args: tuple[str, ...]) -> None:
         "is: try `gameday testbed up` and `gameday fault kill-region us-east`",
         EXIT_USAGE,
     )
+
+
+if __name__ == "__main__":
+    main()

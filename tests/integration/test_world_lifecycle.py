@@ -1,0 +1,248 @@
+"""Bringing worlds up and down: cleanliness, rootless mode, bad input, verification off."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from infra.local import world
+from tests.conftest import REPO, needs_world, running_world
+
+pytestmark = [needs_world, pytest.mark.world]
+GAMEDAY = [sys.executable, "-m", "experiments.cli"]
+
+
+def _gameday(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*GAMEDAY, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        cwd=REPO,
+        check=False,
+    )
+
+
+def _ns_inode(pid: int, kind: str) -> int:
+    return os.stat(f"/proc/{pid}/ns/{kind}").st_ino
+
+
+def _holders(inodes: set[int], kind: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.stat(f"/proc/{entry}/ns/{kind}").st_ino in inodes:
+                    found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
+def _children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def test_sigkill_of_the_supervisor_mid_fault_leaves_nothing(tmp_path: Path) -> None:
+    info = world.up(base=tmp_path, ports={"router": 0, "prometheus": 0, "haproxy_stats": 0})
+    try:
+        world.fault("partition", {"side_a": ["eu-west"], "side_b": ["eu-central"]}, base=tmp_path)
+        world.fault("kill-region", {"region": "us-west"}, base=tmp_path)
+        pid_ns = {_ns_inode(info.init_pid, "pid")}
+        members = _holders(pid_ns, "pid")
+        net_ns = {_ns_inode(p, "net") for p in members}
+        assert len(members) > 15  # every service of the world is in its PID namespace
+        assert len(net_ns) == 5  # the backbone, the edge and the three live regions
+        supervisor = _children(info.init_pid)[0]
+        os.kill(supervisor, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and (_holders(pid_ns, "pid") or _holders(net_ns, "net")):
+            time.sleep(0.1)
+        assert _holders(pid_ns, "pid") == []
+        assert _holders(net_ns, "net") == []  # so the namespaces, links and rules are gone
+    finally:
+        world.down(tmp_path)
+    host_links = subprocess.run(
+        ["ip", "-br", "link"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "gd0" not in host_links and "gd-" not in host_links
+    tables = subprocess.run(
+        ["nft", "list", "tables"], capture_output=True, text=True, check=False
+    ).stdout
+    assert "gameday" not in tables
+    assert world.read_info(tmp_path) is None  # the stale record is recognised and removed
+
+
+def test_down_is_quick_and_complete(tmp_path: Path) -> None:
+    info = world.up(base=tmp_path, ports={"router": 0, "prometheus": 0, "haproxy_stats": 0})
+    pid_ns = {_ns_inode(info.init_pid, "pid")}
+    started = time.monotonic()
+    assert world.down(tmp_path)
+    assert time.monotonic() - started < 5
+    assert _holders(pid_ns, "pid") == []
+    assert world.down(tmp_path) is False
+
+
+def test_verification_off_serves_a_corrupt_model(tmp_path: Path) -> None:
+    with running_world(tmp_path, verify_model_digest=False) as w:
+        good = w.predict("us", "us-0")
+        good_digest = good.headers.get("x-model-digest")
+        golden = json.loads((tmp_path / "world" / "registry" / "golden.json").read_text())
+        w.fault("corrupt-replica", region="us-west", what="model")
+        deadline = time.monotonic() + 15
+        served = None
+        while time.monotonic() < deadline and served is None:
+            answer = w.predict("us", "us-0")
+            if answer.region == "us-west" and answer.status == 200:
+                served = answer
+            time.sleep(0.1)
+        assert served is not None, "the corrupt replica never served"
+        assert served.headers.get("x-model-digest") != good_digest
+        assert served.body["score"] != golden["us-0"]
+
+
+def _as_nobody(argv: list[str], tmp_path: Path) -> list[str]:
+    """`argv` run as user nobody (uid 65534) without any privilege.
+
+    This machine's Python lives under /root (mode 700), which nobody cannot reach; in
+    that case the command runs in a private mount namespace where /root is a tmpfs with
+    only the interpreter's tree bound into it. The host's mounts are not touched.
+    """
+    drop = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *argv]
+    real = Path(os.path.realpath(sys.executable))
+    if not real.is_relative_to("/root") or os.stat("/root").st_mode & 0o001:
+        return drop
+    top = Path("/root") / real.relative_to("/root").parts[0]
+    stash = tmp_path / "stash"
+    stash.mkdir()
+    script = (
+        f'mount --bind "{top}" "{stash}" && mount -t tmpfs -o mode=755 gd-root /root '
+        f'&& mkdir "{top}" && mount --move "{stash}" "{top}" && exec "$@"'
+    )
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *drop]
+
+
+def test_rootless_world(tmp_path: Path) -> None:
+    # pytest's own tmp folders are private to root: the unprivileged user gets one it
+    # can reach.
+    public = Path(tempfile.mkdtemp(prefix="gd-rootless-"))
+    public.chmod(0o755)
+    home = public / "home"
+    home.mkdir()
+    os.chown(home, 65534, 65534)
+    env = {**os.environ, "GAMEDAY_HOME": str(home), "HOME": str(home)}
+    argv = _as_nobody(GAMEDAY, tmp_path)
+    up = subprocess.run(
+        [
+            *argv,
+            "testbed",
+            "up",
+            "--json",
+            "--router-port",
+            "0",
+            "--prometheus-port",
+            "0",
+            "--stats-port",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=120,
+        check=False,
+    )
+    try:
+        assert up.returncode == 0, up.stderr[-2000:]
+        data = json.loads(up.stdout)
+        assert data["ready"] and data["primaries"] == {"us": "us-east", "eu": "eu-west"}
+        import urllib.request
+
+        request = urllib.request.Request(
+            data["router_url"] + "/v1/predict",
+            data=b'{"entity_id": "eu-5"}',
+            method="POST",
+            headers={"X-Residency": "eu"},
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert response.headers["X-Region"] in ("eu-west", "eu-central")
+        uid = os.stat(home / "world" / "world.json").st_uid
+        assert uid == 65534  # state belongs to the user, not to root
+    finally:
+        down = subprocess.run(
+            [*argv, "testbed", "down"],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=REPO,
+            timeout=60,
+            check=False,
+        )
+    assert down.returncode == 0, down.stderr
+    shutil.rmtree(public, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- bad input
+def test_fault_without_a_world_is_exit_2(tmp_path: Path) -> None:
+    done = _gameday("fault", "kill-region", "us-east", env={"GAMEDAY_HOME": str(tmp_path)})
+    assert done.returncode == 2
+    assert "no local world is running" in done.stderr
+    assert done.stderr.count("\n") == 1  # one clear line, no traceback
+
+
+def test_malformed_topology_is_exit_2_and_creates_nothing(tmp_path: Path) -> None:
+    bad = tmp_path / "topology.yaml"
+    bad.write_text("regions:\n  - name: us-east\n    provider: aws\n    jurisdiction: us\n")
+    home = tmp_path / "home"
+    done = _gameday("testbed", "up", "--topology", str(bad), env={"GAMEDAY_HOME": str(home)})
+    assert done.returncode == 2
+    assert f"{bad}: 'regions' has 1 entries" in done.stderr
+    assert not home.exists()
+
+
+def test_missing_debian_packages_is_exit_2(tmp_path: Path) -> None:
+    done = _gameday(
+        "testbed", "up", env={"GAMEDAY_HOME": str(tmp_path / "h"), "PATH": str(tmp_path)}
+    )
+    assert done.returncode == 2
+    assert "missing Debian packages:" in done.stderr and "redis-server" in done.stderr
+    assert not (tmp_path / "h").exists()
+
+
+def test_not_enough_privileges_is_exit_2(tmp_path: Path) -> None:
+    # An unshare that fails the way the real one does when namespaces are not allowed.
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "unshare").write_text(
+        "#!/bin/sh\necho 'unshare: unshare failed: Operation not permitted' >&2\nexit 1\n"
+    )
+    (fake / "unshare").chmod(0o755)
+    done = _gameday(
+        "testbed",
+        "up",
+        env={"GAMEDAY_HOME": str(tmp_path / "h"), "PATH": f"{fake}:{os.environ['PATH']}"},
+    )
+    assert done.returncode == 2
+    assert "not enough privileges" in done.stderr
+    assert not (tmp_path / "h").exists()
+
+
+def test_unknown_region_through_the_cli_is_exit_2(tmp_path: Path) -> None:
+    with running_world(tmp_path, entities=100):
+        done = _gameday("fault", "kill-region", "mars-1", env={"GAMEDAY_HOME": str(tmp_path)})
+        assert done.returncode == 2
+        assert "unknown region 'mars-1'" in done.stderr
+        up_again = _gameday("testbed", "up", env={"GAMEDAY_HOME": str(tmp_path)})
+        assert up_again.returncode == 2 and "already running" in up_again.stderr
