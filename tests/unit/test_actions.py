@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+from infra import actions
+from infra.errors import ConfigError
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        pytest.param(lambda: actions.kill_region(""), id="kill-empty"),
+        pytest.param(lambda: actions.restore_region("  "), id="restore-blank"),
+        pytest.param(lambda: actions.corrupt_replica(""), id="corrupt-empty"),
+        pytest.param(lambda: actions.partition_regions("us-east", ""), id="partition-empty-side"),
+        pytest.param(lambda: actions.degrade_link(""), id="degrade-empty"),
+    ],
+)
+def test_an_action_without_a_target_is_refused(call: object) -> None:
+    assert callable(call)
+    with pytest.raises(ConfigError, match="required"):
+        call()
+
+
+def test_unknown_platform_is_refused() -> None:
+    with pytest.raises(ConfigError, match="gameday_platform 'mars'"):
+        actions.kill_region("us-east", configuration={"gameday_platform": "mars"})
+
+
+def test_every_public_action_is_typed_and_documented() -> None:
+    for name in actions.__all__:
+        func = getattr(actions, name)
+        assert func.__doc__ and len(func.__doc__.strip()) > 20, name
+        signature = inspect.signature(func)
+        assert signature.return_annotation != inspect.Signature.empty, name
+        assert "configuration" in signature.parameters, name
+
+
+def test_chaostoolkit_discovers_the_actions() -> None:
+    from chaoslib.discovery.discover import discover_activities
+
+    found = discover_activities("infra.actions", "action")
+    names = {activity["name"] for activity in found}
+    assert names == set(actions.__all__)
+    kill = next(a for a in found if a["name"] == "kill_region")
+    assert kill["type"] == "action"
+    assert [arg["name"] for arg in kill["arguments"]] == ["region"]
