@@ -421,19 +421,54 @@ def status(base: Path | None = None) -> dict[str, Any]:
     return result
 
 
+IN_WORLD_ENV = "GAMEDAY_IN_WORLD"
+
+
+def in_world() -> bool:
+    """True in a process started by `testbed exec` (inside the world's namespaces)."""
+    return os.environ.get(IN_WORLD_ENV) == "1"
+
+
+def endpoints(base: Path | None = None) -> dict[str, str]:
+    """Router, Prometheus and HAProxy stats URLs as reachable from this process.
+
+    Inside the world they are the edge's own addresses; on the host, the forwarded
+    ports on 127.0.0.1.
+    """
+    if in_world():
+        edge = f"http://{plan.EDGE_ADDRESS}"
+        return {
+            "router_url": f"{edge}:{plan.ROUTER_PORT}",
+            "prometheus_url": f"{edge}:{plan.PROMETHEUS_PORT}",
+            "haproxy_stats_url": f"{edge}:{plan.HAPROXY_STATS_PORT}/stats",
+        }
+    return dict(require_world(base).urls)
+
+
+def node_prefix(node: str | None = None, base: Path | None = None) -> list[str]:
+    """argv prefix that runs a command in the world (in `node`'s namespace if given)."""
+    if node is not None and node != plan.EDGE:
+        info = require_world(base)
+        topology = load_topology(Path(info.topology))
+        if node not in {r.name for r in topology.regions}:
+            raise ConfigError(f"unknown node {node!r} (edge or a region of {info.topology})")
+    netns = ["nsenter", f"--net=/run/netns/gd-{node}"] if node else []
+    if in_world():
+        return [*netns, "--"] if netns else []
+    info = require_world(base)
+    argv = ["nsenter", "-t", str(info.init_pid), "--net", "--mount", "--pid", f"--wd={Path.cwd()}"]
+    if os.geteuid() != 0:
+        argv[3:3] = ["--user", "--preserve-credentials"]
+    return [*argv, *netns, "--", "env", f"{IN_WORLD_ENV}=1"]
+
+
 def exec_argv(
     command: Sequence[str], base: Path | None = None, node: str | None = None
 ) -> list[str]:
     """The argv that runs `command` inside the world (in `node`'s namespace if given)."""
-    info = require_world(base)
     if not command:
         raise ConfigError("testbed exec needs a command after `--`")
-    argv = ["nsenter", "-t", str(info.init_pid), "--net", "--mount", "--pid", f"--wd={Path.cwd()}"]
-    if os.geteuid() != 0:
-        argv[3:3] = ["--user", "--preserve-credentials"]
-    if node is not None:
-        argv += ["nsenter", f"--net=/run/netns/gd-{node}"]
-    return [*argv, "--", *command]
+    return [*node_prefix(node, base), *command]
 
 
 def fault(
