@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup host-packages venv test test-fast lint drill bench clean
+.PHONY: help setup host-packages test-packages venv test test-fast lint drill bench clean
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -28,10 +28,13 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
 	@touch $(STAMP)
 
-test: setup ## run the whole test suite (unit, integration, end-to-end)
+test-packages:
+	@infra/local/install-host.sh --test
+
+test: setup test-packages ## run the whole test suite (unit, integration, end-to-end)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test-fast: setup ## unit tests and the quick integration tests only
+test-fast: setup test-packages ## unit tests and the quick integration tests only
 	$(BIN)/pytest -m 'not slow' $(PYTEST_ARGS)
 
 lint: setup ## ruff and mypy --strict

@@ -383,5 +383,18 @@ def run(args: tuple[str, ...]) -> None:
     )
 
 
+def _register() -> None:
+    # Each part's commands live beside it; they import their heavy libraries lazily.
+    from experiments.cmd_measure import measure
+    from experiments.cmd_scorecard import report, scorecard
+
+    main.add_command(measure)
+    main.add_command(scorecard)
+    main.add_command(report)
+
+
+_register()
+
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,371 @@
+"""Integrity: time to detect a corrupt replica, wrong answers served, replica divergence.
+
+- **time to detect**: from a `corrupt-*` fault's `applied_at` to the corrupt region
+  leaving service, read from the timeline: the end of the last answer carrying that
+  region's `X-Region` after the fault. The region counts as having left service only
+  when it served nothing in the last `settle_seconds` of the observation (the fault's
+  revert, the next fault, or the end of the timeline); otherwise `detected: false`.
+- **wrong answers**: canaries whose score was not the known correct one
+  (`correct == false`, answered with a 2xx) and predictions whose `X-Model-Digest`
+  is not the expected one (given, or else the majority digest of the predictions
+  before the first fault);
+  a request that is both counts once.
+- **anti-entropy**: per-key SHA-256 digests of the feature keys of a reference store
+  (the primary) compared with each replica's: missing, extra and differing keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+import redis
+
+from infra.errors import ConfigError
+from probes.result import failed, record, seconds
+from probes.rpo import REDIS_PORT, SentinelWriteStore, StoreUnavailable, redis_client
+from probes.rundir import Fault, read_faults, read_json, read_topology
+
+__all__ = ["feature_divergence", "time_to_detect", "wrong_answers"]
+
+FEATURE_PREFIX = "feat:"
+SAMPLE = 20  # keys listed per kind of divergence; the counts are complete
+
+
+# ------------------------------------------------------------------ time to detect
+def detection_of(
+    frame: pd.DataFrame, fault: Fault, until: float, settle_seconds: float = 5.0
+) -> dict[str, Any]:
+    """How long the corrupt region `fault.target` kept serving after the fault."""
+    region = fault.target
+    end = min(until, fault.reverted_at) if fault.reverted_at is not None else until
+    head = {
+        "region": region,
+        **fault.describe(),
+        "observed_until": seconds(end),
+        "inputs": {"settle_seconds": settle_seconds},
+    }
+    if end - fault.applied_at < settle_seconds:
+        return failed(
+            "no-data",
+            f"observation after the fault ({end - fault.applied_at:.3f} s) is shorter "
+            f"than settle_seconds ({settle_seconds:g} s)",
+            **head,
+        )
+    starts = frame["t_start"].to_numpy(dtype=np.float64)
+    window = (starts >= fault.applied_at) & (starts <= end)
+    if not window.any():
+        return failed("no-data", "no request after the fault", **head)
+    served = window & (frame["region"].astype(str) == region).to_numpy()
+    answered = starts + frame["latency_ms"].to_numpy(dtype=np.float64) / 1000.0
+    n_served = int(served.sum())
+    last = float(answered[served].max()) if n_served else None
+    left = last is None or last < end - settle_seconds
+    detect = (0.0 if last is None else max(0.0, last - fault.applied_at)) if left else None
+    return record(
+        {
+            **head,
+            "status": "ok",
+            "reason": None,
+            "detected": left,
+            "time_to_detect_seconds": seconds(detect),
+            "served_after_fault": n_served,
+            "last_served_at": seconds(last),
+        }
+    )
+
+
+# ------------------------------------------------------------------ wrong answers
+def majority_digest(frame: pd.DataFrame, before: float | None) -> str | None:
+    """The most common `model_digest` of answered predictions (before `before`)."""
+    mask = frame["model_digest"].notna() & frame["ok"]
+    if before is not None:
+        mask &= frame["t_start"] < before
+    counts = frame.loc[mask, "model_digest"].astype(str).value_counts()
+    return str(counts.index[0]) if len(counts) else None
+
+
+def wrong_answers_of(
+    frame: pd.DataFrame, expected_digest: str | None, since: float | None = None
+) -> dict[str, Any]:
+    """Canary mismatches and unexpected model digests among answers started >= `since`."""
+    scope = frame if since is None else frame[frame["t_start"] >= since]
+    canary = (scope["kind"] == "canary").to_numpy()
+    correct = scope["correct"]
+    # Only answers count: a failed canary (no 2xx) is an error, measured by the RTO.
+    checked = canary & correct.notna().to_numpy() & scope["ok"].to_numpy()
+    canary_wrong = checked & (correct.astype("boolean").fillna(True) == False).to_numpy()  # noqa: E712
+    digest = scope["model_digest"]
+    has_digest = (digest.notna() & scope["ok"]).to_numpy()
+    digest_wrong = np.zeros(len(scope), dtype=bool)
+    if expected_digest is not None:
+        digest_wrong = has_digest & (digest.astype(str) != expected_digest).to_numpy()
+    wrong = canary_wrong | digest_wrong
+    head = {
+        "expected_digest": expected_digest,
+        "since": seconds(since),
+        "canaries_checked": int(checked.sum()),
+        "answers_with_digest": int(has_digest.sum()),
+    }
+    if not checked.any() and not has_digest.any():
+        return failed("no-data", "no canary checked and no answer carried a model digest", **head)
+    if expected_digest is None and has_digest.any() and not checked.any():
+        return failed(
+            "no-data", "no expected model digest (none given, none before the fault)", **head
+        )
+    regions = scope.loc[wrong, "region"].astype(str).value_counts()
+    starts = scope["t_start"].to_numpy(dtype=np.float64)[wrong]
+    return record(
+        {
+            **head,
+            "status": "ok",
+            "reason": None,
+            "wrong_answers": int(wrong.sum()),
+            "canary_mismatches": int(canary_wrong.sum()),
+            "unexpected_digests": int(digest_wrong.sum()),
+            "first_wrong_at": seconds(starts.min()) if starts.size else None,
+            "last_wrong_at": seconds(starts.max()) if starts.size else None,
+            "by_region": {str(k): int(v) for k, v in regions.items()},
+        }
+    )
+
+
+def integrity_table(
+    frame: pd.DataFrame,
+    faults: list[Fault],
+    until: float,
+    expected_digest: str | None = None,
+    settle_seconds: float = 5.0,
+) -> list[dict[str, Any]]:
+    """Wrong answers over the whole run, and time to detect every corrupt-* fault."""
+    first = faults[0].applied_at if faults else None
+    digest = expected_digest or majority_digest(frame, first)
+    source = "given" if expected_digest else "majority before the first fault"
+    table: list[dict[str, Any]] = []
+    residencies = sorted(str(r) for r in frame["residency"].dropna().unique())
+    for residency in residencies:
+        part = frame[(frame["residency"] == residency).to_numpy()]
+        entry = wrong_answers_of(part, digest)
+        table.append(
+            {"check": "wrong-answers", "residency": residency, "digest_source": source, **entry}
+        )
+    for n, fault in enumerate(faults):
+        if not fault.fault.startswith("corrupt"):
+            continue
+        fault_until = until if n + 1 == len(faults) else min(until, faults[n + 1].applied_at)
+        detection = detection_of(frame, fault, fault_until, settle_seconds)
+        table.append({"check": "time-to-detect", **detection})
+    return table
+
+
+# ------------------------------------------------------------------ anti-entropy
+class FeatureStore(Protocol):
+    """A replica of the feature store, read key by key."""
+
+    def digests(self, prefix: str) -> dict[str, str]:
+        """SHA-256 hex digest of every key starting with `prefix`; raises StoreUnavailable."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """Where the digests came from."""
+        ...
+
+
+@dataclass
+class RedisFeatureStore:
+    """One Redis server (primary or replica), scanned with SCAN and read with MGET."""
+
+    host: str
+    port: int = REDIS_PORT
+    password: str | None = None
+    timeout: float = 0.5
+    batch: int = 1000
+    max_keys: int = 1_000_000  # bounds the scan: a keyspace larger than this is an error
+
+    def digests(self, prefix: str) -> dict[str, str]:
+        conn = redis_client(self.host, self.port, self.password, self.timeout)
+        where = f"redis at {self.host}:{self.port}"
+        try:
+            keys: list[str] = []
+            cursor = 0
+            for _ in range(self.max_keys // max(self.batch, 1) + 2):
+                cursor, page = conn.scan(cursor=cursor, match=f"{prefix}*", count=self.batch)
+                keys.extend(k.decode() if isinstance(k, bytes) else str(k) for k in page)
+                if cursor == 0:
+                    break
+            else:
+                raise StoreUnavailable(f"{where}: more than {self.max_keys} keys under {prefix!r}")
+            keys = sorted(set(keys))
+            out: dict[str, str] = {}
+            for lo in range(0, len(keys), self.batch):
+                chunk = keys[lo : lo + self.batch]
+                for key, value in zip(chunk, conn.mget(chunk), strict=True):
+                    if value is not None:
+                        raw = value if isinstance(value, bytes) else str(value).encode()
+                        out[key] = hashlib.sha256(raw).hexdigest()
+            return out
+        except (redis.RedisError, OSError) as exc:
+            raise StoreUnavailable(f"{where}: {exc}") from exc
+        finally:
+            conn.close()
+
+    def describe(self) -> dict[str, Any]:
+        return {"store": "redis", "address": f"{self.host}:{self.port}"}
+
+
+def compare_digests(reference: Mapping[str, str], replica: Mapping[str, str]) -> dict[str, Any]:
+    """Keys missing from the replica, extra in it, and present in both but different."""
+    missing = sorted(set(reference) - set(replica))
+    extra = sorted(set(replica) - set(reference))
+    differing = sorted(k for k in set(reference) & set(replica) if reference[k] != replica[k])
+    return {
+        "compared": len(reference),
+        "missing": len(missing),
+        "extra": len(extra),
+        "differing": len(differing),
+        "diverged": len(missing) + len(extra) + len(differing),
+        "sample": {
+            "missing": missing[:SAMPLE],
+            "extra": extra[:SAMPLE],
+            "differing": differing[:SAMPLE],
+        },
+    }
+
+
+def anti_entropy(
+    stores: Mapping[str, FeatureStore], reference: str, prefix: str = FEATURE_PREFIX
+) -> dict[str, Any]:
+    """Every replica of `stores` compared with `stores[reference]`, key by key."""
+    head = {"check": "anti-entropy", "reference": reference, "inputs": {"prefix": prefix}}
+    try:
+        ref = stores[reference].digests(prefix)
+    except StoreUnavailable as exc:
+        return failed("error", f"reference {reference}: {exc}", **head)
+    if not ref:
+        return failed("no-data", f"the reference holds no key under {prefix!r}", **head)
+    replicas: list[dict[str, Any]] = []
+    for name in sorted(stores):
+        if name == reference:
+            continue
+        try:
+            replicas.append(
+                {
+                    "replica": name,
+                    "status": "ok",
+                    **compare_digests(ref, stores[name].digests(prefix)),
+                }
+            )
+        except StoreUnavailable as exc:
+            replicas.append({"replica": name, "status": "error", "reason": str(exc)})
+    if not replicas:
+        return failed("no-data", "no replica to compare with", **head)
+    bad = [r for r in replicas if r["status"] != "ok"]
+    return record(
+        {
+            **head,
+            "status": "error" if bad else "ok",
+            "reason": "; ".join(f"{r['replica']}: {r['reason']}" for r in bad) or None,
+            "diverged": sum(r.get("diverged", 0) for r in replicas),
+            "replicas": replicas,
+        }
+    )
+
+
+# ------------------------------------------------------------------ probes
+def time_to_detect(
+    timeline_path: str,
+    events_path: str,
+    region: str = "",
+    settle_seconds: float = 5.0,
+) -> dict[str, Any]:
+    """Seconds from corrupting a replica to that region leaving service.
+
+    Uses the first `corrupt-*` fault of `events_path` (on `region`, when given) and the
+    answers' `X-Region` in the timeline: detection is the end of the last answer from
+    that region after the fault, provided it served nothing during the last
+    `settle_seconds` of the observation. `detected: false` when it kept serving;
+    `status` "no-data" without such a fault or requests after it.
+    """
+    from probes.timeline import read_timeline
+
+    try:
+        frame = read_timeline(Path(timeline_path), columns=("region",))
+        faults = read_faults(Path(events_path))
+    except (ConfigError, ValueError) as exc:
+        return failed("error", str(exc), region=region)
+    chosen = [
+        f for f in faults if f.fault.startswith("corrupt") and (not region or f.target == region)
+    ]
+    if not chosen:
+        return failed("no-data", "no corrupt-* fault in the events", region=region)
+    end = float(frame["t_start"].iloc[-1]) if len(frame) else chosen[0].applied_at
+    return detection_of(frame, chosen[0], end, settle_seconds)
+
+
+def wrong_answers(
+    timeline_path: str,
+    expected_digest: str = "",
+    since: float | None = None,
+    events_path: str = "",
+) -> dict[str, Any]:
+    """Wrong answers served: canary mismatches and unexpected model digests.
+
+    A canary is wrong when its score differs from the golden one (`correct: false`);
+    a prediction is wrong when its `X-Model-Digest` is not `expected_digest` (default:
+    the majority digest before the first fault of `events_path`, or of the whole run).
+    Counts answers started at or after `since` (default: all). Must be 0.
+    """
+    from probes.timeline import read_timeline
+
+    try:
+        frame = read_timeline(Path(timeline_path), columns=("region", "model_digest", "correct"))
+        faults = read_faults(Path(events_path)) if events_path else []
+    except (ConfigError, ValueError) as exc:
+        return failed("error", str(exc))
+    digest = expected_digest or majority_digest(frame, faults[0].applied_at if faults else None)
+    return wrong_answers_of(frame, digest, since)
+
+
+def feature_divergence(
+    world_path: str,
+    jurisdiction: str,
+    prefix: str = FEATURE_PREFIX,
+    topology_path: str = "",
+    timeout_seconds: float = 0.5,
+) -> dict[str, Any]:
+    """Feature keys that differ between a jurisdiction's primary and its replicas.
+
+    Finds the current primary through the Sentinels of the local platform's
+    `world_path` (run inside the world), then compares the SHA-256 of every key under
+    `prefix` on each other region of the jurisdiction with the primary's. `diverged`
+    must be 0 after a repair; `status` "error" when a store does not answer.
+    """
+    try:
+        world = read_json(Path(world_path))
+        topology = read_topology(Path(topology_path or str(world.get("topology") or "")))
+        addresses = {str(k): str(v) for k, v in dict(world["addresses"]).items()}
+        password = str(world.get("redis_password") or "") or None
+    except (ValueError, KeyError, TypeError) as exc:
+        return failed("error", f"world: {exc}", jurisdiction=jurisdiction)
+    sentinels = [(a, 26379) for n, a in sorted(addresses.items()) if n != "edge"]
+    try:
+        host, _port = SentinelWriteStore(
+            sentinels, jurisdiction, password, timeout_seconds
+        ).discover()
+    except StoreUnavailable as exc:
+        return failed("error", str(exc), jurisdiction=jurisdiction)
+    stores: dict[str, FeatureStore] = {}
+    reference = host
+    for region in topology.in_jurisdiction(jurisdiction):
+        address = addresses.get(region.name)
+        if address is None:
+            continue
+        stores[region.name] = RedisFeatureStore(address, REDIS_PORT, password, timeout_seconds)
+        if address == host:
+            reference = region.name
+    return {"jurisdiction": jurisdiction, **anti_entropy(stores, reference, prefix)}

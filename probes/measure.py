@@ -1,0 +1,297 @@
+"""`measurements.json` of a run directory: every probe of DESIGN 4 in one document.
+
+A run directory holds `timeline.parquet` (required), `events.jsonl` (the faults),
+optionally `load.json` (saturation), `world.json` (the local platform: stores,
+Prometheus URL, topology). What is missing turns the affected entries into `no-data`
+(or `error` when unreadable) with the reason: never into a pass. The Prometheus query
+results used are stored under `RUN_DIR/prometheus/`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from infra.errors import ConfigError
+from probes.integrity import integrity_table
+from probes.prometheus import PromClient, compare_rto, prometheus_rto_table
+from probes.residency import residency_table
+from probes.result import SCHEMA_VERSION, failed, record, seconds
+from probes.rpo import NULL_RPO, WriteStore, rpo_table, stores_from_world
+from probes.rto import ALL, NULL_RTO, RtoParams, rto_table
+from probes.rundir import Fault, read_faults, read_json, read_topology, region_jurisdictions
+from probes.timeline import read_timeline, span
+
+__all__ = ["measure"]
+
+TIMELINE = "timeline.parquet"
+EVENTS = "events.jsonl"
+LOAD = "load.json"
+WORLD = "world.json"
+MEASUREMENTS = "measurements.json"
+PROMETHEUS_DIR = "prometheus"
+
+
+@dataclass(frozen=True)
+class Options:
+    """Everything `measure_run` takes besides the run directory."""
+
+    prometheus_url: str | None = None
+    topology_path: Path | None = None
+    expected_digest: str | None = None
+    rto: RtoParams = field(default_factory=RtoParams)
+    scrape_interval: float = 1.0
+    settle_seconds: float = 5.0
+    prometheus_timeout: float = 5.0
+    store_timeout: float = 0.5
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _optional_json(path: Path) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """(content, input description) of an optional JSON file."""
+    if not path.exists():
+        return None, {"path": path.name, "status": "no-data", "reason": "file absent"}
+    try:
+        return read_json(path), {"path": path.name, "status": "ok", "reason": None}
+    except ValueError as exc:
+        return None, {"path": path.name, "status": "error", "reason": str(exc)}
+
+
+def _faults(run: Path) -> tuple[list[Fault], dict[str, Any]]:
+    path = run / EVENTS
+    if not path.exists():
+        return [], {"path": EVENTS, "status": "no-data", "reason": "file absent", "faults": 0}
+    try:
+        faults = read_faults(path)
+    except (OSError, ValueError) as exc:
+        return [], {"path": EVENTS, "status": "error", "reason": str(exc), "faults": 0}
+    if not faults:
+        reason = "no applied fault in the file"
+        return [], {"path": EVENTS, "status": "no-data", "reason": reason, "faults": 0}
+    return faults, {"path": EVENTS, "status": "ok", "reason": None, "faults": len(faults)}
+
+
+def _topology(
+    options: Options, world: dict[str, Any] | None
+) -> tuple[dict[str, str], dict[str, Any]]:
+    source = options.topology_path
+    if source is None and world and world.get("topology"):
+        source = Path(str(world["topology"]))
+    if source is None:
+        reason = "no topology (give --topology, or a world.json naming one)"
+        return {}, {"status": "no-data", "reason": reason, "source": None}
+    try:
+        mapping = region_jurisdictions(read_topology(source))
+    except ValueError as exc:
+        return {}, {"status": "error", "reason": str(exc), "source": str(source)}
+    return mapping, {"status": "ok", "reason": None, "source": str(source), "regions": mapping}
+
+
+def _placeholder(reason_entry: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    return {**fields, **reason_entry}
+
+
+def measure_run(
+    run_dir: Path,
+    options: Options | None = None,
+    write_stores: Mapping[str, WriteStore] | None = None,
+) -> dict[str, Any]:
+    """The measurements document of `run_dir` (not written; see `measure`).
+
+    `write_stores` (jurisdiction → store) overrides the Sentinel-backed stores built
+    from `world.json`. Raises ConfigError when the run directory or its timeline is
+    missing or unreadable; every other missing input is a `no-data`/`error` entry.
+    """
+    options = options or Options()
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise ConfigError(f"{run}: run directory not found")
+    started = time.monotonic()
+    frame = read_timeline(run / TIMELINE)
+    bounds = span(frame)
+    faults, events_input = _faults(run)
+    load, load_input = _optional_json(run / LOAD)
+    world, world_input = _optional_json(run / WORLD)
+    region_jur, topology_input = _topology(options, world)
+    until = bounds[1] if bounds else 0.0
+    residencies = sorted(str(r) for r in frame["residency"].dropna().unique())
+
+    no_fault = failed(
+        "no-data",
+        f"no fault to measure against ({events_input['path']}: {events_input['reason']})"
+        if events_input["status"] != "ok"
+        else "no fault",
+    )
+    # -- client-side RTO
+    rto: list[dict[str, Any]] = []
+    if faults and not frame.empty:
+        rto = rto_table(frame, faults, options.rto, until)
+    else:
+        reason = failed("no-data", "the timeline is empty") if frame.empty else no_fault
+        rto = [
+            _placeholder(reason, kind=ALL, residency=r, fault_at=None, **NULL_RTO)
+            for r in residencies or [ALL]
+        ]
+
+    # -- Prometheus-side RTO and the lag estimate
+    url = options.prometheus_url or (world or {}).get("urls", {}).get("prometheus_url")
+    prom: PromClient | None = PromClient(str(url), options.prometheus_timeout) if url else None
+    rto_prom: list[dict[str, Any]] = []
+    if prom is None:
+        missing = failed("no-data", "no Prometheus URL (give --prometheus, or a world.json)")
+        rto_prom = [
+            _placeholder(missing, jurisdiction=j, residency=j, fault_at=None, **NULL_RTO)
+            for j in residencies or [ALL]
+        ]
+    elif not faults:
+        rto_prom = [
+            _placeholder(no_fault, jurisdiction=j, residency=j, fault_at=None, **NULL_RTO)
+            for j in residencies or [ALL]
+        ]
+    else:
+        rto_prom = prometheus_rto_table(
+            prom, faults, until, options.rto, options.scrape_interval, tuple(residencies)
+        )
+        clients = {(e.get("fault_id"), e["residency"]): e for e in rto if e.get("kind") == ALL}
+        for entry in rto_prom:
+            client = clients.get((entry.get("fault_id"), entry["jurisdiction"]))
+            entry.update(compare_rto(entry, client, options.scrape_interval))
+
+    # -- RPO
+    stores = write_stores
+    store_note = "given"
+    if stores is None and world is not None and "addresses" in world:
+        try:
+            stores = stores_from_world(world, residencies, options.store_timeout)
+            store_note = "sentinels of world.json"
+        except ValueError as exc:
+            store_note = f"world.json: {exc}"
+    rpo = rpo_table(frame, faults, stores, region_jur, prom)
+    if not rpo:
+        rpo = [
+            _placeholder(
+                failed("no-data", "no write in the timeline"),
+                residency=r,
+                acknowledged=0,
+                fault_at=None,
+                **NULL_RPO,
+            )
+            for r in residencies or [ALL]
+        ]
+
+    # -- integrity and residency
+    integrity = integrity_table(
+        frame, faults, until, options.expected_digest, options.settle_seconds
+    )
+    if region_jur:
+        residency = residency_table(frame, region_jur)
+    else:
+        residency = [
+            _placeholder(
+                failed("no-data", f"no region → jurisdiction map: {topology_input['reason']}"),
+                residency=r,
+                violations=None,
+            )
+            for r in residencies or [ALL]
+        ]
+
+    saturated = (load or {}).get("saturated")
+    if prom is not None:
+        _save_queries(run, prom)
+        prom.close()
+    doc = {
+        "version": SCHEMA_VERSION,
+        "run_dir": str(run),
+        "measured_at": seconds(time.time(), 3),
+        "inputs": {
+            "timeline": {
+                "path": TIMELINE,
+                "rows": len(frame),
+                "first_start": seconds(bounds[0]) if bounds else None,
+                "last_start": seconds(bounds[1]) if bounds else None,
+                "sha256": _sha256(run / TIMELINE),
+            },
+            "events": events_input,
+            "load": load_input,
+            "world": world_input,
+            "topology": topology_input,
+            "prometheus": {
+                "url": url,
+                "queries": len(prom.log) if prom else 0,
+                "stored": f"{PROMETHEUS_DIR}/measure.json" if prom and prom.log else None,
+            },
+            "write_stores": store_note if stores is not None else None,
+            "parameters": {
+                **options.rto.as_dict(),
+                "scrape_interval_seconds": options.scrape_interval,
+                "settle_seconds": options.settle_seconds,
+            },
+        },
+        "faults": [f.describe() for f in faults],
+        "load": {
+            "saturated": saturated if isinstance(saturated, bool) else None,
+            "valid": (not saturated) if isinstance(saturated, bool) else None,
+        },
+        "rto": rto,
+        "rto_prometheus": rto_prom,
+        "rpo": rpo,
+        "integrity": integrity,
+        "residency": residency,
+        "seconds_to_measure": seconds(time.monotonic() - started, 3),
+    }
+    return record(doc)
+
+
+def _save_queries(run: Path, prom: PromClient) -> None:
+    if not prom.log:
+        return
+    folder = run / PROMETHEUS_DIR
+    folder.mkdir(exist_ok=True)
+    body = {"url": prom.url, "queries": prom.log}
+    (folder / "measure.json").write_text(json.dumps(body, indent=1) + "\n", encoding="utf-8")
+
+
+def write_measurements(run_dir: Path, doc: dict[str, Any]) -> Path:
+    """Write `doc` to `RUN_DIR/measurements.json` (atomically: a temp file, then rename)."""
+    path = Path(run_dir) / MEASUREMENTS
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def measure(
+    run_dir: str,
+    prometheus_url: str = "",
+    topology_path: str = "",
+    expected_digest: str = "",
+) -> dict[str, Any]:
+    """Measure a whole run and write `RUN_DIR/measurements.json`; returns the document.
+
+    Reads `timeline.parquet`, `events.jsonl` and, when present, `load.json` and
+    `world.json` from `run_dir`; asks Prometheus at `prometheus_url` (default: the
+    world's) and reads acknowledged writes back through the world's Sentinels. The
+    document has `version` and the lists `rto`, `rto_prometheus`, `rpo`, `integrity`,
+    `residency`; every entry has a `status` ("ok", "no-data", "error") and its inputs.
+    Raises ConfigError when the run directory or its timeline is missing.
+    """
+    options = Options(
+        prometheus_url=prometheus_url or None,
+        topology_path=Path(topology_path) if topology_path else None,
+        expected_digest=expected_digest or None,
+    )
+    doc = measure_run(Path(run_dir), options)
+    write_measurements(Path(run_dir), doc)
+    return doc

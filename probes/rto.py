@@ -1,0 +1,355 @@
+"""Client-side recovery time (RTO) from the request timeline (DESIGN 4).
+
+Definitions (times are UTC epoch seconds, `t_f` is the fault's `applied_at`):
+
+- forward success ratio `r(u)`: share of `ok` among the requests *started* in
+  `[u, u + W)`, evaluated at every request start `u`; a window is *healthy* when it
+  holds at least `min_requests` requests and `r(u) >= S`;
+- `t_recovered`: the earliest request start `t >= t_f` such that every window starting
+  in `[t, t + stability]` is healthy, and those windows were fully observed
+  (`t + stability + W <= until`, `until` being the end of the observation);
+- `RTO = t_recovered - t_f`. When the first request after `t_f` already qualifies,
+  there was no impact: RTO 0, `impact: false`, `recovered_at = t_f`. When no start
+  qualifies before `until`, `recovered: false` and RTO null.
+
+The computation is vectorised (sorted arrays, `searchsorted`, cumulative sums): no
+Python loop per request. `__all__` lists the Chaos Toolkit probe; `rto_table` and
+`rto_of` are the library API `probes.measure` uses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from infra.errors import ConfigError
+from probes.result import failed, record, seconds
+from probes.rundir import Fault, read_faults
+from probes.timeline import KINDS, read_timeline
+
+__all__ = ["client_rto"]
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+ALL = "all"
+#: The figures every RTO entry carries; null when the status is not "ok".
+NULL_RTO: dict[str, Any] = {
+    "impact": None,
+    "recovered": None,
+    "rto_seconds": None,
+    "recovered_at": None,
+    "uncertainty_seconds": None,
+}
+
+
+@dataclass(frozen=True)
+class RtoParams:
+    """The inputs of the RTO definition; quoted in every result."""
+
+    window_seconds: float = 1.0
+    threshold: float = 0.99
+    stability_seconds: float = 10.0
+    #: A window with fewer requests proves nothing: it counts as unhealthy. 5 requests
+    #: in W = 1 s is well below any useful drill load (tens to hundreds per second) and
+    #: above the noise of a load generator that stalled.
+    min_requests: int = 5
+
+    def __post_init__(self) -> None:
+        if not self.window_seconds > 0:
+            raise ValueError(f"window_seconds must be > 0 (got {self.window_seconds!r})")
+        if not 0 < self.threshold <= 1:
+            raise ValueError(f"threshold must be in (0, 1] (got {self.threshold!r})")
+        if not self.stability_seconds >= 0:
+            raise ValueError(f"stability_seconds must be >= 0 (got {self.stability_seconds!r})")
+        if self.min_requests < 1:
+            raise ValueError(f"min_requests must be >= 1 (got {self.min_requests!r})")
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def window_health(
+    starts: FloatArray, ok: BoolArray, window: float, threshold: float, min_requests: int
+) -> tuple[npt.NDArray[np.int64], FloatArray, BoolArray]:
+    """Per request start: requests in its forward window, their success ratio, healthy.
+
+    `starts` must be sorted. Requests sharing a start share a window.
+    """
+    lo = np.searchsorted(starts, starts, side="left")
+    hi = np.searchsorted(starts, starts + window, side="left")
+    counts = (hi - lo).astype(np.int64)
+    ok_cum = np.concatenate(([0], np.cumsum(ok, dtype=np.int64)))
+    good = ok_cum[hi] - ok_cum[lo]
+    ratio = good / np.maximum(counts, 1)
+    healthy = (counts >= min_requests) & (ratio >= threshold)
+    return counts, ratio, healthy
+
+
+def earliest_stable(
+    starts: FloatArray, healthy: BoolArray, t_from: float, stability: float, horizon: float
+) -> int | None:
+    """Index of the earliest start >= `t_from` whose next `stability` seconds are healthy.
+
+    Every window starting in `[s, s + stability]` must be healthy, and
+    `s + stability <= horizon` (the last window that can be judged). None when no start
+    qualifies.
+    """
+    first = int(np.searchsorted(starts, t_from, side="left"))
+    if first >= len(starts):
+        return None
+    bad_cum = np.concatenate(([0], np.cumsum(~healthy, dtype=np.int64)))
+    cand = starts[first:]
+    lo = np.searchsorted(starts, cand, side="left")
+    hi = np.searchsorted(starts, cand + stability, side="right")
+    valid = (bad_cum[hi] - bad_cum[lo] == 0) & (cand + stability <= horizon)
+    hits = np.flatnonzero(valid)
+    return first + int(hits[0]) if hits.size else None
+
+
+def _percentiles(latency: FloatArray) -> dict[str, float | None]:
+    if latency.size == 0:
+        return {"p50": None, "p95": None, "p99": None}
+    p50, p95, p99 = np.percentile(latency, [50, 95, 99])
+    return {"p50": seconds(p50, 3), "p95": seconds(p95, 3), "p99": seconds(p99, 3)}
+
+
+def rto_of(
+    starts: FloatArray,
+    ok: BoolArray,
+    latency_ms: FloatArray,
+    fault_at: float,
+    until: float,
+    params: RtoParams,
+    latency_until: float | None = None,
+) -> dict[str, Any]:
+    """The RTO figures of one stream of requests (sorted `starts`) for one fault.
+
+    `until` ends the observation (the last request start of the run, or the next
+    fault); requests after it are ignored. `latency_until` ends the "during the fault"
+    latency window (default `until`; the fault's revert when known). Returns the
+    result dict; `status` is "no-data" (with `reason`) when the stream cannot show a
+    recovery: no requests after the fault, an observation shorter than
+    `stability + W`, or no window after the fault holding `min_requests` requests.
+    """
+    window, threshold = params.window_seconds, params.threshold
+    stability = params.stability_seconds
+    base: dict[str, Any] = {
+        **NULL_RTO,
+        "fault_at": seconds(fault_at),
+        "observed_until": seconds(until),
+        "inputs": {**params.as_dict(), "requests": int(starts.size)},
+    }
+    end = int(np.searchsorted(starts, until, side="right"))
+    begin = int(np.searchsorted(starts, fault_at, side="left"))
+    after = end - begin
+    base["requests_after_fault"] = after
+    if starts.size == 0:
+        return failed("no-data", "no requests of this kind and residency", **base)
+    if after <= 0:
+        return failed("no-data", "no request started at or after the fault", **base)
+    if until - fault_at < stability + window:
+        return failed(
+            "no-data",
+            f"observation after the fault ({until - fault_at:.3f} s) is shorter than "
+            f"stability + window ({stability + window:g} s)",
+            **base,
+        )
+    # Only requests in [t_f, until] matter: a window judged for recovery ends by `until`.
+    t = starts[begin:end]
+    good = ok[begin:end]
+    lat = latency_ms[begin:end]
+    counts, _ratio, healthy = window_health(t, good, window, threshold, params.min_requests)
+    judged = t + window <= until
+    if not (counts[judged] >= params.min_requests).any():
+        return failed(
+            "no-data",
+            f"no window after the fault holds min_requests ({params.min_requests}) "
+            f"requests: the request rate is too low for W = {window:g} s",
+            **base,
+        )
+    idx = earliest_stable(t, healthy, fault_at, stability, until - window)
+    recovered = idx is not None
+    impact = idx != 0
+    t_rec = float(t[idx]) if idx is not None else None
+    stop = t_rec if t_rec is not None else until - window  # end of the impact period
+    n_stop = int(np.searchsorted(t, stop, side="left"))
+    failures = ~good
+    fail_idx = np.flatnonzero(failures)
+    before_stop = fail_idx[fail_idx < n_stop] if t_rec is not None else fail_idx
+    # Brownout: r(u) held from one request start to the next, summed where unhealthy.
+    nxt = np.minimum(np.append(t[1:], stop), stop)[:n_stop]
+    brownout = float(np.sum((nxt - t[:n_stop])[~healthy[:n_stop]]))
+    if not impact:
+        recovered_at: float | None = fault_at
+        rto: float | None = 0.0
+        prev = starts[begin - 1] if begin > 0 else fault_at
+        uncertainty: float | None = float(t[0] - prev)
+    elif t_rec is not None and idx is not None:
+        recovered_at, rto = t_rec, t_rec - fault_at
+        prev_t = t[idx - 1]
+        next_t = t[idx + 1] if idx + 1 < t.size else t_rec
+        uncertainty = float(max(t_rec - prev_t, next_t - t_rec))
+    else:
+        recovered_at = rto = uncertainty = None
+    lat_end = until if latency_until is None else min(latency_until, until)
+    during = lat[t < lat_end]
+    judged_stop = judged[:n_stop]
+    return record(
+        {
+            **base,
+            "status": "ok",
+            "reason": None,
+            "impact": bool(impact),
+            "recovered": recovered,
+            "rto_seconds": seconds(rto),
+            "recovered_at": seconds(recovered_at),
+            "uncertainty_seconds": seconds(uncertainty),
+            "impact_onset_at": seconds(t[fail_idx[0]]) if fail_idx.size else None,
+            "last_failure_at": seconds(t[before_stop[-1]]) if before_stop.size else None,
+            "failed": int(before_stop.size),
+            "failed_after_fault": int(fail_idx.size),
+            "brownout_seconds": seconds(brownout),
+            "unhealthy_windows": {
+                "below_threshold": int(
+                    np.sum(
+                        judged_stop & ~healthy[:n_stop] & (counts[:n_stop] >= params.min_requests)
+                    )
+                ),
+                "too_few_requests": int(
+                    np.sum(judged_stop & (counts[:n_stop] < params.min_requests))
+                ),
+            },
+            "requests": after,
+            "p99_latency_ms_during_fault": _percentiles(during)["p99"],
+            "latency_ms": {
+                **_percentiles(during),
+                "requests": int(during.size),
+                "from": seconds(fault_at),
+                "until": seconds(lat_end),
+            },
+        }
+    )
+
+
+def _groups(frame: pd.DataFrame) -> list[tuple[str, str, npt.NDArray[np.intp]]]:
+    """(kind, residency, row indices) for every kind and residency, plus kind "all"."""
+    out: list[tuple[str, str, npt.NDArray[np.intp]]] = []
+    pairs: dict[Any, Any] = frame.groupby(["kind", "residency"], observed=True, sort=False).indices
+    by_pair = {(str(k), str(r)): rows for (k, r), rows in pairs.items()}
+    by_res = {str(r): rows for r, rows in frame.groupby("residency", observed=True).indices.items()}
+    residencies = sorted(by_res)
+    kinds = sorted({k for k, _ in by_pair}, key=lambda k: (*KINDS, k).index(k))
+    for kind in (*kinds, ALL):
+        for res in residencies:
+            rows = by_res[res] if kind == ALL else by_pair.get((kind, res))
+            if rows is not None:
+                out.append((kind, res, np.asarray(rows, dtype=np.intp)))
+    return out
+
+
+def rto_table(
+    frame: pd.DataFrame,
+    faults: list[Fault],
+    params: RtoParams | None = None,
+    until: float | None = None,
+) -> list[dict[str, Any]]:
+    """RTO per fault, per traffic kind (and "all") and per residency.
+
+    Each fault is observed until the next fault is applied or the timeline ends
+    (`until` overrides the end). `frame` must be sorted by `t_start` (see
+    `probes.timeline.normalise`).
+    """
+    params = params or RtoParams()
+    if frame.empty:
+        return []
+    starts = frame["t_start"].to_numpy(dtype=np.float64)
+    ok = frame["ok"].to_numpy(dtype=bool)
+    latency = frame["latency_ms"].to_numpy(dtype=np.float64)
+    end = float(starts[-1]) if until is None else until
+    groups = _groups(frame)
+    table: list[dict[str, Any]] = []
+    for n, fault in enumerate(faults):
+        fault_until = end
+        if n + 1 < len(faults):
+            fault_until = min(end, faults[n + 1].applied_at)
+        for kind, residency, rows in groups:
+            entry = rto_of(
+                starts[rows],
+                ok[rows],
+                latency[rows],
+                fault.applied_at,
+                fault_until,
+                params,
+                latency_until=fault.reverted_at,
+            )
+            table.append({"kind": kind, "residency": residency, **fault.describe(), **entry})
+    return table
+
+
+def client_rto(
+    timeline_path: str,
+    fault_at: float | None = None,
+    events_path: str = "",
+    kind: str = "all",
+    residency: str = "all",
+    window_seconds: float = 1.0,
+    threshold: float = 0.99,
+    stability_seconds: float = 10.0,
+    min_requests: int = 5,
+) -> dict[str, Any]:
+    """Measured recovery time (RTO, seconds) of the clients' requests after a fault.
+
+    Reads the load generator's `timeline.parquet`. The fault time is `fault_at`
+    (epoch seconds) or, when not given, the first fault recorded in `events_path`
+    (a run's `events.jsonl`). `kind` is predict, write, canary or all; `residency` is a
+    jurisdiction (us, eu) or all.
+
+    Recovery is the earliest request start after the fault from which every 1 s
+    (`window_seconds`) forward window, for `stability_seconds`, holds at least
+    `min_requests` requests and a success ratio of at least `threshold`. The result has
+    `rto_seconds` (0 with `impact: false` when nothing was affected; null with
+    `recovered: false` when it did not recover before the timeline ends),
+    `recovered_at`, `uncertainty_seconds`, failures, brownout seconds and latency
+    percentiles during the fault, and `status`: "ok", "no-data" (too few requests,
+    no fault, observation too short: never a pass) or "error" (unreadable input).
+    """
+    context = {"kind": kind, "residency": residency}
+    try:
+        params = RtoParams(window_seconds, threshold, stability_seconds, min_requests)
+        frame = read_timeline(Path(timeline_path), columns=())
+        fault = _fault(fault_at, events_path)
+    except (ConfigError, ValueError) as exc:
+        return failed("error", str(exc), **context)
+    if fault is None:
+        return failed("no-data", "no fault time: give fault_at or an events_path", **context)
+    mask = np.ones(len(frame), dtype=bool)
+    if kind != ALL:
+        mask &= (frame["kind"].astype(str) == kind).to_numpy()
+    if residency != ALL:
+        mask &= (frame["residency"].astype(str) == residency).to_numpy()
+    sub = frame[mask]
+    end = float(frame["t_start"].iloc[-1]) if len(frame) else fault.applied_at
+    entry = rto_of(
+        sub["t_start"].to_numpy(dtype=np.float64),
+        sub["ok"].to_numpy(dtype=bool),
+        sub["latency_ms"].to_numpy(dtype=np.float64),
+        fault.applied_at,
+        end,
+        params,
+        latency_until=fault.reverted_at,
+    )
+    return {**context, **fault.describe(), **entry}
+
+
+def _fault(fault_at: float | None, events_path: str) -> Fault | None:
+    if fault_at is not None:
+        return Fault(id="", fault="", target="", applied_at=float(fault_at))
+    if events_path:
+        faults = read_faults(Path(events_path))
+        return faults[0] if faults else None
+    return None

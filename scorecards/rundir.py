@@ -1,0 +1,211 @@
+"""Reading a run directory, tolerantly: what is missing becomes a problem, not a crash.
+
+A run directory holds `measurements.json` (from `gameday measure`), `load.json` (the
+load generator's summary), `events.jsonl` (fault records), `timeline.parquet` (for the
+charts), and optionally `journal.json` (Chaos Toolkit) and `world.json`. A file that is
+missing or malformed is recorded in `problems`; the evaluation turns problems into
+INCONCLUSIVE, never into PASS.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from infra.errors import ConfigError
+
+MEASUREMENTS_VERSIONS = (1,)
+# Files the scorecard writes; `manifest.json` covers them too, but they are outputs.
+OUTPUT_NAMES = ("scorecard.json", "scorecard.md", "scorecard.html", "junit.xml")
+OUTPUT_DIRS = ("charts",)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why a part of a run cannot be scored: `file` and a lowercase `message`."""
+
+    file: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.message}"
+
+
+@dataclass(frozen=True)
+class RunData:
+    """Everything the scorecard reads from one run directory.
+
+    `measurements` is None when `measurements.json` is missing, malformed or of an
+    unknown version (the reason is in `problems`). `load` likewise for `load.json`.
+    """
+
+    path: Path
+    name: str
+    experiment: str
+    started_at: float | None
+    measurements: dict[str, Any] | None
+    load: dict[str, Any] | None
+    faults: tuple[dict[str, Any], ...]
+    world: dict[str, Any] | None
+    journal: dict[str, Any] | None
+    problems: tuple[Problem, ...] = field(default=())
+
+    def entries(self, section: str) -> list[dict[str, Any]]:
+        """The entries of one measurements list (`rto`, `rpo`, …); [] when absent."""
+        if self.measurements is None:
+            return []
+        value = self.measurements.get(section)
+        if not isinstance(value, list):
+            return []
+        return [e for e in value if isinstance(e, dict)]
+
+    def has_section(self, section: str) -> bool:
+        """Whether measurements.json has this list at all (even empty)."""
+        return self.measurements is not None and isinstance(self.measurements.get(section), list)
+
+    @property
+    def saturated(self) -> bool | None:
+        """The load generator's saturation flag; None when unknown."""
+        if self.load is None:
+            return None
+        value = self.load.get("saturated")
+        return value if isinstance(value, bool) else None
+
+    @property
+    def cpu_max_percent(self) -> float | None:
+        """The load generator's peak CPU (percent), if recorded."""
+        value = None if self.load is None else self.load.get("cpu_max_percent")
+        return float(value) if isinstance(value, int | float) else None
+
+    def jurisdiction_of(self, region: str | None) -> str | None:
+        """A region's jurisdiction from `world.json`'s topology; None when unknown."""
+        if region is None or self.world is None:
+            return None
+        regions = self.world.get("regions") or self.world.get("topology", {}).get("regions")
+        if isinstance(regions, list):
+            for item in regions:
+                if isinstance(item, dict) and item.get("name") == region:
+                    value = item.get("jurisdiction")
+                    return value if isinstance(value, str) else None
+        return None
+
+
+def _read_json(path: Path, problems: list[Problem]) -> Any:
+    if not path.exists():
+        problems.append(Problem(path.name, "missing"))
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        problems.append(Problem(path.name, f"not readable JSON: {exc}"))
+        return None
+
+
+def _read_events(path: Path, problems: list[Problem]) -> tuple[dict[str, Any], ...]:
+    if not path.exists():
+        problems.append(Problem(path.name, "missing: no record that a fault was applied"))
+        return ()
+    records = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as exc:
+            problems.append(Problem(path.name, f"line {number} is not JSON: {exc}"))
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    faults = tuple(r for r in records if r.get("type") == "fault")
+    if not faults:
+        problems.append(Problem(path.name, "holds no fault record"))
+    return faults
+
+
+def _parse_time(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return None
+    return None
+
+
+def load_run(path: Path) -> RunData:
+    """Read a run directory; raises ConfigError only when `path` is not a directory."""
+    if not path.is_dir():
+        raise ConfigError(f"{path}: not a run directory (no such directory)")
+    problems: list[Problem] = []
+
+    measurements = _read_json(path / "measurements.json", problems)
+    if measurements is not None and not isinstance(measurements, dict):
+        problems.append(Problem("measurements.json", "expected a JSON object"))
+        measurements = None
+    if measurements is not None and measurements.get("version") not in MEASUREMENTS_VERSIONS:
+        problems.append(
+            Problem(
+                "measurements.json",
+                f"unsupported version {measurements.get('version')!r} "
+                f"(this scorecard reads {', '.join(map(str, MEASUREMENTS_VERSIONS))})",
+            )
+        )
+        measurements = None
+
+    load = _read_json(path / "load.json", problems)
+    if load is not None and not isinstance(load, dict):
+        problems.append(Problem("load.json", "expected a JSON object"))
+        load = None
+    if isinstance(load, dict) and not isinstance(load.get("saturated"), bool):
+        problems.append(Problem("load.json", "has no boolean `saturated` flag"))
+
+    faults = _read_events(path / "events.jsonl", problems)
+
+    world: dict[str, Any] | None = None
+    if (path / "world.json").exists():
+        raw = _read_json(path / "world.json", problems)
+        world = raw if isinstance(raw, dict) else None
+    journal: dict[str, Any] | None = None
+    if (path / "journal.json").exists():
+        raw = _read_json(path / "journal.json", problems)
+        journal = raw if isinstance(raw, dict) else None
+
+    run_info = measurements.get("run") if measurements else None
+    run_info = run_info if isinstance(run_info, dict) else {}
+    experiment = next(
+        (
+            v
+            for v in (
+                run_info.get("experiment"),
+                (world or {}).get("experiment"),
+                ((journal or {}).get("experiment") or {}).get("title"),
+            )
+            if isinstance(v, str) and v
+        ),
+        "unnamed",
+    )
+    started_at = _parse_time(run_info.get("started_at"))
+    if started_at is None and journal is not None:
+        started_at = _parse_time(journal.get("start"))
+    if started_at is None and faults:
+        times = [t for t in (_parse_time(f.get("applied_at")) for f in faults) if t is not None]
+        started_at = min(times) if times else None
+
+    return RunData(
+        path=path,
+        name=path.resolve().name,
+        experiment=experiment,
+        started_at=started_at,
+        measurements=measurements,
+        load=load,
+        faults=faults,
+        world=world,
+        journal=journal,
+        problems=tuple(problems),
+    )

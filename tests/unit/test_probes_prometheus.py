@@ -1,0 +1,116 @@
+"""Prometheus-side RTO on constructed raw samples (exact answers, no server)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from probes.prometheus import compare_rto, intervals_from_series, rto_of_intervals
+from probes.rto import RtoParams
+
+T0 = 1_700_000_000.0
+PARAMS = RtoParams(window_seconds=1.0, stability_seconds=10.0, min_requests=5)
+
+
+def series(
+    code: str,
+    rates: list[float],
+    skip: frozenset[int] | set[int] = frozenset(),
+    reset_at: int | None = None,
+) -> dict[str, Any]:
+    """A counter scraped every second from T0, rising by rates[k] in second k."""
+    values, total = [], 0.0
+    for k in range(len(rates) + 1):
+        if k:
+            total = rates[k - 1] if k == reset_at else total + rates[k - 1]
+        if k not in skip:
+            values.append([T0 + k, str(total)])
+    return {"metric": {"proxy": "jur_us", "code": code}, "values": values}
+
+
+def rto(ok: list[float], bad: list[float], fault: float = 10.0, **kw: Any) -> dict[str, Any]:
+    iv = intervals_from_series(
+        [series("2xx", ok, **kw.get("ok_kw", {})), series("5xx", bad, **kw.get("bad_kw", {}))],
+        PARAMS,
+        1.0,
+    )
+    return rto_of_intervals(iv, T0 + fault, T0 + len(ok), PARAMS, 1.0)
+
+
+def outage(start: int, end: int, n: int = 60) -> tuple[list[float], list[float]]:
+    ok = [0.0 if start <= k < end else 100.0 for k in range(n)]
+    return ok, [100.0 - v for v in ok]
+
+
+def test_clean_outage() -> None:
+    result = rto(*outage(10, 15))
+    assert (result["impact"], result["recovered"], result["rto_seconds"]) == (True, True, 5.0)
+    assert result["unhealthy_intervals"] == 5
+    assert result["uncertainty_seconds"] == 1.0
+
+
+def test_no_impact() -> None:
+    result = rto(*outage(0, 0))
+    assert (result["impact"], result["rto_seconds"]) == (False, 0.0)
+
+
+def test_missing_scrapes_are_unhealthy_never_no_errors() -> None:
+    ok, bad = outage(0, 0)
+    skip = {11, 12, 13}  # no sample of either series at T0+11 … T0+13
+    result = rto(ok, bad, ok_kw={"skip": skip}, bad_kw={"skip": skip})
+    assert result["impact"] is True
+    assert result["rto_seconds"] == 4.0  # the interval (10, 14] spans the gap
+    assert result["missing_intervals"] == 1
+
+
+def test_an_absent_code_series_is_unhealthy() -> None:
+    ok, bad = outage(0, 0)
+    result = rto(ok, bad, bad_kw={"skip": {12}})
+    assert (result["impact"], result["rto_seconds"]) == (True, 3.0)
+
+
+def test_counter_reset_counts_the_new_value() -> None:
+    ok, bad = outage(0, 0)
+    result = rto(ok, bad, ok_kw={"reset_at": 20})
+    assert result["impact"] is False
+
+
+def test_series_ending_before_the_observation_is_not_a_recovery() -> None:
+    ok, bad = outage(10, 15)
+    skip = set(range(40, 61))
+    result = rto(ok, bad, ok_kw={"skip": skip}, bad_kw={"skip": skip})
+    assert result["recovered"] is True  # 15 + 10 s of stability fit before 40
+    late_ok, late_bad = outage(10, 35)
+    late = rto(late_ok, late_bad, ok_kw={"skip": skip}, bad_kw={"skip": skip})
+    assert late["recovered"] is False  # 35 + 10 would need samples after 40
+
+
+def test_too_few_responses_is_no_data() -> None:
+    result = rto([1.0] * 60, [0.0] * 60)
+    assert result["status"] == "no-data"
+
+
+def test_no_series_is_refused() -> None:
+    with pytest.raises(ValueError, match="no series"):
+        intervals_from_series([], PARAMS, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("prom", "client", "mismatch"),
+    [
+        (5.0, 4.0, False),
+        (5.0, 2.5, True),
+        (None, 4.0, True),
+        (None, None, False),
+    ],
+    ids=["within-bound", "beyond-bound", "one-side-not-recovered", "neither-recovered"],
+)
+def test_instrumentation_mismatch(prom: float | None, client: float | None, mismatch: bool) -> None:
+    a = {"status": "ok", "rto_seconds": prom}
+    b = {"status": "ok", "rto_seconds": client}
+    result = compare_rto(a, b, 1.0)
+    assert result["instrumentation_mismatch"] is mismatch
+    assert result["mismatch"] is mismatch
+    assert result["mismatch_bound_seconds"] == 2.0
+    assert compare_rto(a, {"status": "no-data"})["instrumentation_mismatch"] is None

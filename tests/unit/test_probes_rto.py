@@ -1,0 +1,245 @@
+"""Client-side RTO on constructed timelines with exactly known answers.
+
+Requests start every 0.125 s (8 per 1 s window; a binary fraction, so every time
+below is exact in float64) from T0 to T0 + 59.875; the fault is at T0 + 10.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from probes.rto import RtoParams, client_rto, earliest_stable, rto_of, rto_table, window_health
+from probes.rundir import Fault
+from probes.timeline import normalise
+
+T0 = 1_700_000_000.0
+DT = 0.125
+FAULT = T0 + 10.0
+END = T0 + 59.875
+
+
+def stream(
+    fails: list[tuple[float, float]], dt: float = DT, seconds: float = 60.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Request starts T0, T0+dt, …; failing when the offset lies in one of `fails`."""
+    offsets = np.arange(0, int(seconds / dt)) * dt
+    ok = np.ones(offsets.size, dtype=bool)
+    for start, end in fails:
+        ok &= ~((offsets >= start) & (offsets < end))
+    return T0 + offsets, ok, np.full(offsets.size, 10.0)
+
+
+def measure(fails: list[tuple[float, float]], **kwargs: Any) -> dict[str, Any]:
+    starts, ok, latency = stream(fails, **kwargs)
+    return rto_of(starts, ok, latency, FAULT, float(starts[-1]), RtoParams())
+
+
+@dataclass(frozen=True)
+class Case:
+    fails: list[tuple[float, float]]
+    impact: bool
+    recovered: bool
+    rto: float | None
+    failed: int
+    brownout: float
+    last_failure: float | None
+    uncertainty: float | None
+
+
+CASES = {
+    "clean-outage": Case([(10, 15)], True, True, 5.0, 40, 5.0, 14.875, 0.125),
+    # Fails 10-12, works 12-14, fails 14-15: the good spell at 12 is not stable.
+    # Unhealthy windows: starts in [10, 12), [13.125, 14) (they reach the failure
+    # at 14) and [14, 15): 2 + 0.875 + 1 = 3.875 s of brownout.
+    "flapping-recovery": Case([(10, 12), (14, 15)], True, True, 5.0, 24, 3.875, 14.875, 0.125),
+    "no-impact": Case([], False, True, 0.0, 0, 0.0, None, 0.125),
+    # Failures only before the fault: not this fault's impact.
+    "failures-before-fault-only": Case([(5, 9)], False, True, 0.0, 0, 0.0, None, 0.125),
+    # Brownout of a never-recovered stream runs to the last judged window (until - W).
+    "never-recovered": Case([(10, 60)], True, False, None, 400, 48.875, 59.875, None),
+    # Recovers at 48.875; its stability ends at 58.875 = until - W: just observable.
+    "recovery-at-the-observable-limit": Case(
+        [(10, 48.875)], True, True, 38.875, 311, 38.875, 48.75, 0.125
+    ),
+    # Recovers at 49: stability would need windows beyond the end of the timeline.
+    "outage-at-the-very-end": Case([(10, 49)], True, False, None, 312, 39.0, 48.875, None),
+}
+
+
+@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
+def test_rto_exact_answers(case: Case) -> None:
+    result = measure(case.fails)
+    assert result["status"] == "ok"
+    assert result["impact"] is case.impact
+    assert result["recovered"] is case.recovered
+    assert result["rto_seconds"] == case.rto
+    assert result["failed"] == case.failed
+    assert result["brownout_seconds"] == pytest.approx(case.brownout, abs=1e-6)
+    expected_last = None if case.last_failure is None else T0 + case.last_failure
+    assert result["last_failure_at"] == expected_last
+    assert result["uncertainty_seconds"] == case.uncertainty
+    if case.recovered and case.rto is not None:
+        assert result["recovered_at"] == pytest.approx(FAULT + case.rto, abs=1e-6)
+    assert result["inputs"] == {
+        "window_seconds": 1.0,
+        "threshold": 0.99,
+        "stability_seconds": 10.0,
+        "min_requests": 5,
+        "requests": 480,
+    }
+
+
+def test_clean_outage_reports_onset_and_latency() -> None:
+    result = measure([(10, 15)])
+    assert result["impact_onset_at"] == FAULT
+    assert result["failed_after_fault"] == 40
+    assert result["latency_ms"]["p50"] == 10.0
+    assert result["latency_ms"]["requests"] == 399  # [t_f, until): 10.0 … 59.75
+    assert result["unhealthy_windows"] == {"below_threshold": 40, "too_few_requests": 0}
+
+
+def test_sparse_errors_below_the_threshold_are_not_an_outage() -> None:
+    # 128 requests per window; one failure every 2 s: r = 127/128 = 0.992 >= 0.99.
+    dt = 1 / 128
+    fails = [(10.5 + 2 * k, 10.5 + 2 * k + dt) for k in range(20)]
+    result = measure(fails, dt=dt)
+    assert result["status"] == "ok"
+    assert (result["impact"], result["rto_seconds"], result["failed"]) == (False, 0.0, 0)
+    assert result["failed_after_fault"] == 20
+    assert result["impact_onset_at"] == T0 + 10.5
+
+
+def test_two_failures_in_one_window_break_the_threshold() -> None:
+    dt = 1 / 128
+    # 126/128 = 0.984 < 0.99 for the windows holding both (starts in (19.5, 20.0]).
+    result = measure([(20.0, 20.0 + dt), (20.5, 20.5 + dt)], dt=dt)
+    assert result["impact"] is True
+    assert result["rto_seconds"] == pytest.approx(10.0 + dt)
+    assert (result["failed"], result["failed_after_fault"]) == (1, 2)
+
+
+@pytest.mark.parametrize(
+    ("dt", "seconds", "fault", "reason"),
+    [
+        (0.5, 60.0, FAULT, "min_requests"),
+        (DT, 60.0, T0 + 55.0, "shorter than stability"),
+        (DT, 9.0, FAULT, "no request started at or after the fault"),
+    ],
+    ids=["too-few-requests-per-window", "observation-too-short", "no-request-after-fault"],
+)
+def test_no_data(dt: float, seconds: float, fault: float, reason: str) -> None:
+    starts, ok, latency = stream([], dt=dt, seconds=seconds)
+    result = rto_of(starts, ok, latency, fault, T0 + 59.875, RtoParams())
+    assert result["status"] == "no-data"
+    assert reason in result["reason"]
+    assert (result["rto_seconds"], result["recovered"], result["impact"]) == (None, None, None)
+
+
+def test_empty_stream_is_no_data() -> None:
+    empty = np.array([], dtype=np.float64)
+    result = rto_of(empty, empty.astype(bool), empty, FAULT, END, RtoParams())
+    assert (result["status"], result["reason"]) == (
+        "no-data",
+        "no requests of this kind and residency",
+    )
+
+
+def test_window_health_counts_requests_sharing_a_start() -> None:
+    starts = np.array([0.0, 0.0, 0.5, 1.0, 1.0])
+    ok = np.array([True, False, True, True, True])
+    counts, ratio, healthy = window_health(starts, ok, 1.0, 0.7, 3)
+    assert counts.tolist() == [3, 3, 3, 2, 2]
+    assert ratio.tolist() == pytest.approx([2 / 3, 2 / 3, 1.0, 1.0, 1.0])
+    assert healthy.tolist() == [False, False, True, False, False]
+
+
+def test_earliest_stable_respects_the_horizon() -> None:
+    starts = np.arange(10, dtype=np.float64)
+    healthy = np.array([False, False, True, True, True, True, True, True, True, True])
+    assert earliest_stable(starts, healthy, 0.0, 3.0, 9.0) == 2
+    assert earliest_stable(starts, healthy, 0.0, 3.0, 4.0) is None
+
+
+def frame(rows: list[tuple[str, str, np.ndarray, np.ndarray]]) -> pd.DataFrame:
+    parts = []
+    for kind, residency, starts, ok in rows:
+        parts.append(
+            pd.DataFrame(
+                {
+                    "t_start": starts,
+                    "latency_ms": np.full(starts.size, 5.0),
+                    "kind": kind,
+                    "ok": ok,
+                    "status": np.where(ok, 200, 503).astype(np.int32),
+                    "residency": residency,
+                }
+            )
+        )
+    return normalise(pd.concat(parts, ignore_index=True), columns=())
+
+
+def test_two_jurisdictions_with_different_outcomes() -> None:
+    us_starts, us_ok, _ = stream([(10, 15)])
+    eu_starts, eu_ok, _ = stream([])
+    data = frame([("predict", "us", us_starts, us_ok), ("predict", "eu", eu_starts, eu_ok)])
+    fault = Fault("f1", "kill-region", "us-east", FAULT)
+    table = {(e["kind"], e["residency"]): e for e in rto_table(data, [fault])}
+    assert set(table) == {("predict", "eu"), ("predict", "us"), ("all", "eu"), ("all", "us")}
+    assert table["predict", "us"]["rto_seconds"] == 5.0
+    assert table["all", "us"]["rto_seconds"] == 5.0
+    assert table["predict", "eu"]["impact"] is False
+    assert table["predict", "eu"]["rto_seconds"] == 0.0
+    assert table["predict", "us"]["fault_id"] == "f1"
+    assert table["predict", "us"]["target"] == "us-east"
+
+
+def test_next_fault_ends_the_observation_of_the_previous_one() -> None:
+    starts, ok, _ = stream([(10, 15), (40, 45)])
+    data = frame([("write", "us", starts, ok)])
+    faults = [Fault("a", "x", "us-east", FAULT), Fault("b", "x", "us-east", T0 + 40.0)]
+    first, _all_first, second, _all_second = rto_table(data, faults)
+    assert first["observed_until"] == T0 + 40.0
+    assert first["rto_seconds"] == 5.0
+    assert second["rto_seconds"] == 5.0
+
+
+def test_latency_window_ends_at_the_revert() -> None:
+    starts, ok, latency = stream([(10, 15)])
+    latency[starts >= T0 + 20.0] = 1000.0
+    result = rto_of(starts, ok, latency, FAULT, END, RtoParams(), latency_until=T0 + 20.0)
+    assert result["latency_ms"]["requests"] == 80
+    assert result["latency_ms"]["p99"] == 10.0
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"window_seconds": 0}, {"threshold": 1.5}, {"stability_seconds": -1}, {"min_requests": 0}],
+    ids=["zero-window", "threshold-above-one", "negative-stability", "zero-min-requests"],
+)
+def test_bad_parameters_are_refused(params: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="must be"):
+        RtoParams(**params)
+
+
+def test_client_rto_probe_reads_files(tmp_path: Path) -> None:
+    starts, ok, _ = stream([(10, 15)])
+    data = frame([("predict", "us", starts, ok)])
+    path = tmp_path / "timeline.parquet"
+    data.to_parquet(path)
+    events = tmp_path / "events.jsonl"
+    events.write_text(
+        '{"type": "fault", "fault": "kill-region", "target": "us-east", "id": "f1", '
+        f'"applied_at": {FAULT}, "details": {{"jurisdiction": "us"}}}}\n'
+    )
+    result = client_rto(str(path), events_path=str(events), residency="us")
+    assert (result["status"], result["rto_seconds"], result["fault_id"]) == ("ok", 5.0, "f1")
+    assert client_rto(str(path))["status"] == "no-data"
+    missing = client_rto(str(tmp_path / "nope.parquet"), fault_at=FAULT)
+    assert missing["status"] == "error"
+    assert "timeline not found" in missing["reason"]
