@@ -127,6 +127,11 @@ def _print_world(data: dict[str, Any]) -> None:
     help="Services load their model copy without checking its digest "
     "(to prove the probes catch a corrupt replica).",
 )
+@click.option(
+    "--no-verify-features",
+    is_flag=True,
+    help="Services serve feature records without checking their checksums.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @errors_to_exit_codes
 def testbed_up(
@@ -136,6 +141,7 @@ def testbed_up(
     stats_port: int,
     entities: int,
     no_verify_model_digest: bool,
+    no_verify_features: bool,
     as_json: bool,
 ) -> None:
     """Bring the local platform up; returns when every region is ready."""
@@ -152,6 +158,7 @@ def testbed_up(
         ports={"router": router_port, "prometheus": prometheus_port, "haproxy_stats": stats_port},
         entities=entities,
         verify_model_digest=not no_verify_model_digest,
+        verify_features=not no_verify_features,
         progress=progress,
     )
     data = world.status()

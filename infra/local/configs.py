@@ -85,6 +85,7 @@ def service_json(
     model_path: Path,
     registry: Path,
     verify_model_digest: bool,
+    verify_features: bool = True,
 ) -> str:
     """The inference service's config; its own region's sentinel is asked first."""
     addresses = {n.name: n.address for n in plan.nodes(topology)}
@@ -100,6 +101,7 @@ def service_json(
             "model_path": str(model_path),
             "registry": str(registry),
             "verify_model_digest": verify_model_digest,
+            "verify_features": verify_features,
         },
         indent=2,
     )

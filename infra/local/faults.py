@@ -233,8 +233,13 @@ def _corrupt_features(sup: Supervisor, region: Region, count: int) -> dict[str, 
             raw = conn.get(key)
             if raw is None:
                 continue
-            values = [v * -3.0 for v in json.loads(raw)]
-            pipe.set(key, json.dumps(values))
+            # Damage the values and keep the stored checksum, as bit rot on the
+            # replica's copy would: a platform that verifies notices, one that does not
+            # serves the damaged features.
+            text = raw.decode() if isinstance(raw, bytes) else str(raw)
+            checksum, _, body = text.partition("|")
+            values = [v * -3.0 for v in json.loads(body)]
+            pipe.set(key, checksum + "|" + json.dumps(values))
         pipe.execute()
     except redis.RedisError as exc:
         raise FaultError(f"cannot corrupt features in {region.name}: {exc}") from exc

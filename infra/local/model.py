@@ -95,6 +95,29 @@ def entity_features(jurisdiction: str, count: int) -> npt.NDArray[np.float64]:
     return np.round(x[rows] * factors, FEATURE_DECIMALS)
 
 
+def feature_record(values: npt.NDArray[np.float64] | list[float]) -> str:
+    """How an entity's features are stored: `<sha256 of the JSON list, 16 hex>|<JSON list>`.
+
+    The checksum is written by the loader on the primary and replicated with the value;
+    a replica whose copy was damaged no longer matches it.
+    """
+    body = json.dumps([float(v) for v in values])
+    return hashlib.sha256(body.encode()).hexdigest()[:16] + "|" + body
+
+
+class FeatureChecksumError(ValueError):
+    """A stored feature record does not match its checksum."""
+
+
+def parse_feature_record(raw: str | bytes, verify: bool) -> npt.NDArray[np.float64]:
+    """The features of a stored record; with `verify`, a damaged record raises."""
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    checksum, _, body = text.partition("|")
+    if verify and hashlib.sha256(body.encode()).hexdigest()[:16] != checksum:
+        raise FeatureChecksumError("feature record does not match its checksum")
+    return np.asarray(json.loads(body), dtype=np.float64)
+
+
 def golden_entities(count: int) -> list[int]:
     """Indices of the canary entities: spread over the id range, the same in every jurisdiction."""
     k = min(GOLDEN_PER_JURISDICTION, count)

@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -62,6 +61,7 @@ class ServiceConfig:
     model_path: str
     registry: str
     verify_model_digest: bool = True
+    verify_features: bool = True
     redis_port: int = 6379
     heartbeat_interval: float = 0.1
     redis_timeout: float = 0.5
@@ -83,6 +83,8 @@ class _State:
     local: aioredis.Redis | None = None
     primary: aioredis.Redis | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    # Keys found damaged: the region stays unready until they read back clean.
+    corrupt_keys: set[str] = field(default_factory=set)
 
 
 def create_app(config: ServiceConfig) -> Starlette:
@@ -189,14 +191,29 @@ def create_app(config: ServiceConfig) -> Starlette:
         try:
             assert state.local is not None
             await state.local.ping()
+            if state.corrupt_keys:
+                await _recheck_corrupt()
         except (RedisError, OSError) as exc:
             reasons.append(f"local store: {exc}")
+        if state.corrupt_keys:
+            reasons.append(f"local store: {len(state.corrupt_keys)} damaged feature records")
         ready_gauge.labels(**labels).set(0 if reasons else 1)
         if reasons:
             return answer("healthz", started, {"status": "unready", "reasons": reasons}, 503)
         return answer(
             "healthz", started, {"status": "ready", "model_digest": state.model_digest}, 200
         )
+
+    async def _recheck_corrupt() -> None:
+        assert state.local is not None
+        for key in list(state.corrupt_keys):
+            raw = await state.local.get(key)
+            try:
+                if raw is not None:
+                    modelmod.parse_feature_record(raw, verify=True)
+                state.corrupt_keys.discard(key)
+            except (modelmod.FeatureChecksumError, ValueError):
+                continue
 
     async def _json(request: Request) -> dict[str, Any] | None:
         try:
@@ -231,7 +248,17 @@ def create_app(config: ServiceConfig) -> Starlette:
             return answer("predict", started, {"error": f"local store: {exc}"}, 503)
         if raw is None:
             return answer("predict", started, {"error": f"unknown entity {entity!r}"}, 404)
-        features = np.asarray(json.loads(raw), dtype=np.float64)
+        try:
+            features = modelmod.parse_feature_record(raw, config.verify_features)
+        except modelmod.FeatureChecksumError:
+            # Never answer from a damaged copy: refuse, and leave the router until the
+            # store has been repaired (healthz re-reads the damaged keys).
+            state.corrupt_keys.add(FEATURE_PREFIX + entity)
+            return answer(
+                "predict", started, {"error": f"damaged feature record for {entity!r}"}, 503
+            )
+        except ValueError:
+            return answer("predict", started, {"error": f"unreadable features for {entity!r}"}, 503)
         value = modelmod.score(state.model, features)
         return answer(
             "predict",

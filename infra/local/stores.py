@@ -6,7 +6,6 @@ every address of the backbone is reachable). Every call has a short timeout.
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -43,7 +42,7 @@ def load_entities(address: str, password: str, jurisdiction: str, count: int) ->
     try:
         pipe = conn.pipeline(transaction=False)
         for index, row in enumerate(feats):
-            pipe.set(f"{FEATURE_PREFIX}{jurisdiction}-{index}", json.dumps(row.tolist()))
+            pipe.set(f"{FEATURE_PREFIX}{jurisdiction}-{index}", modelmod.feature_record(row))
             if index % 2000 == 1999:
                 pipe.execute()
         pipe.execute()

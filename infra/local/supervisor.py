@@ -70,12 +70,14 @@ class Supervisor:
         forwards: list[tuple[int, str, int]],
         entities: int,
         verify_model_digest: bool,
+        verify_features: bool = True,
     ) -> None:
         self.world_dir = world_dir
         self.topology = topology
         self.forwards = forwards
         self.entities = entities
         self.verify_model_digest = verify_model_digest
+        self.verify_features = verify_features
         self.password = secrets.token_hex(16)
         self.nodes = {n.name: n for n in plan.nodes(topology)}
         self.services: dict[str, Service] = {}
@@ -213,6 +215,7 @@ class Supervisor:
                 d / "models" / modelmod.MODEL_FILE,
                 self.registry,
                 self.verify_model_digest,
+                self.verify_features,
             )
         )
         (d / "prometheus.yml").write_text(configs.regional_prometheus(region, addr))
@@ -653,6 +656,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--entities", type=int, default=ENTITIES_DEFAULT)
     parser.add_argument("--no-verify-model-digest", action="store_true")
+    parser.add_argument("--no-verify-features", action="store_true")
     args = parser.parse_args(argv)
     if os.getpid() != 1:
         print("the supervisor must run as process 1 of a new PID namespace", file=sys.stderr)
@@ -668,7 +672,12 @@ def main(argv: list[str] | None = None) -> int:
         forwards.append((int(fd), address, int(port)))
     topology = load_topology(args.topology)
     supervisor = Supervisor(
-        args.world_dir, topology, forwards, args.entities, not args.no_verify_model_digest
+        args.world_dir,
+        topology,
+        forwards,
+        args.entities,
+        not args.no_verify_model_digest,
+        not args.no_verify_features,
     )
     code = supervisor.run()
     sys.stdout.flush()

@@ -228,6 +228,7 @@ def up(
     ports: dict[str, int] | None = None,
     entities: int = 10_000,
     verify_model_digest: bool = True,
+    verify_features: bool = True,
     progress: Callable[[str], None] | None = None,
     timeout: float = UP_TIMEOUT,
 ) -> WorldInfo:
@@ -285,6 +286,8 @@ def up(
     ]
     if not verify_model_digest:
         argv.append("--no-verify-model-digest")
+    if not verify_features:
+        argv.append("--no-verify-features")
     for name, sock in sockets.items():
         address, port = targets[name]
         argv += ["--forward", f"{sock.fileno()}:{address}:{port}"]

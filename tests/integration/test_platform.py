@@ -145,21 +145,25 @@ def test_corrupt_model_with_verification_never_serves(w: LocalWorld) -> None:
     assert _until(lambda: w.region("us-west")["router"].startswith("UP"), 10) is not None
 
 
-def test_corrupt_features_are_repaired_by_resync(w: LocalWorld) -> None:
+def test_corrupt_features_are_never_served_and_repaired_by_resync(w: LocalWorld) -> None:
     replica = next(
         r["name"]
         for r in w.status()["regions"]
         if r["jurisdiction"] == "eu" and r["role"] == "replica"
     )
+    entity = "eu-0"  # a canary: corrupted first
+    good = w.predict("eu", entity).body["score"]
     record = w.fault("corrupt-replica", region=replica, what="features", count=20)
-    entity = record["details"]["entities"][0]
-
-    def scores() -> set[float]:
-        return {w.predict("eu", entity).body.get("score", -1.0) for _ in range(6)}
-
-    assert len(scores()) == 2  # the two EU regions disagree on the corrupted entity
+    assert entity in record["details"]["entities"]
+    answers = [w.predict("eu", entity) for _ in range(20)]
+    # The damaged copy is refused (503), never answered from; the replica then leaves
+    # the router and the healthy region answers.
+    assert {a.body["score"] for a in answers if a.status == 200} == {good}
+    assert _until(lambda: not w.region(replica)["router"].startswith("UP"), 10) is not None
     w.fault("repair-replica", region=replica, what="features")
-    assert _until(lambda: len(scores()) == 1, 10) is not None
+    assert _until(lambda: w.region(replica)["router"].startswith("UP"), 15) is not None
+    served = {w.predict("eu", entity).region for _ in range(6)}
+    assert replica in served
 
 
 def test_corrupting_the_primary_is_refused(w: LocalWorld) -> None:

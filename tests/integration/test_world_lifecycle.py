@@ -95,8 +95,8 @@ def test_down_is_quick_and_complete(tmp_path: Path) -> None:
     assert world.down(tmp_path) is False
 
 
-def test_verification_off_serves_a_corrupt_model(tmp_path: Path) -> None:
-    with running_world(tmp_path, verify_model_digest=False) as w:
+def test_verification_off_serves_corrupt_replicas(tmp_path: Path) -> None:
+    with running_world(tmp_path, verify_model_digest=False, verify_features=False) as w:
         good = w.predict("us", "us-0")
         good_digest = good.headers.get("x-model-digest")
         golden = json.loads((tmp_path / "world" / "registry" / "golden.json").read_text())
@@ -111,6 +111,10 @@ def test_verification_off_serves_a_corrupt_model(tmp_path: Path) -> None:
         assert served is not None, "the corrupt replica never served"
         assert served.headers.get("x-model-digest") != good_digest
         assert served.body["score"] != golden["us-0"]
+        # Damaged features on a replica are served too, and the answers are wrong.
+        w.fault("corrupt-replica", region="eu-central", what="features", count=5)
+        scores = {w.predict("eu", "eu-0").body["score"] for _ in range(10)}
+        assert golden["eu-0"] in scores and len(scores) == 2
 
 
 def _as_nobody(argv: list[str], tmp_path: Path) -> list[str]:

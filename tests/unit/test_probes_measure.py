@@ -227,6 +227,8 @@ def test_discovery_walks_the_package() -> None:
         ("probes.integrity", "feature_divergence"),
         ("probes.residency", "residency_violations"),
         ("probes.measure", "measure"),
+        ("probes.steady_state", "router_success_ratio"),
+        ("probes.steady_state", "measured"),
     }
     assert set(found) == expected
     rto = found["probes.rto", "client_rto"]
@@ -234,7 +236,9 @@ def test_discovery_walks_the_package() -> None:
     assert args["fault_at"] == {"name": "fault_at", "type": "number | null", "default": None}
     assert args["window_seconds"]["default"] == 1.0
     for activity in found.values():
-        assert activity["doc"] and activity["return_type"] == "mapping"
+        # Steady-state probes return the number their tolerance checks.
+        expected_type = "number" if activity["mod"] == "probes.steady_state" else "mapping"
+        assert activity["doc"] and activity["return_type"] == expected_type
         for arg in activity["arguments"]:
             assert arg["type"] != "object", (activity["name"], arg)
     json.dumps(discover(), allow_nan=False)
