@@ -392,9 +392,11 @@ def run(args: tuple[str, ...]) -> None:
 
 def _register() -> None:
     # Each part's commands live beside it; they import their heavy libraries lazily.
+    from experiments.cmd_load import load
     from experiments.cmd_measure import measure
     from experiments.cmd_scorecard import report, scorecard
 
+    main.add_command(load)
     main.add_command(measure)
     main.add_command(scorecard)
     main.add_command(report)

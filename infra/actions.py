@@ -25,7 +25,9 @@ __all__ = [
     "corrupt_replica",
     "degrade_link",
     "heal_partition",
+    "isolate_primary",
     "isolate_region",
+    "kill_primary_region",
     "kill_region",
     "partition_regions",
     "repair_replica",
@@ -76,6 +78,50 @@ def kill_region(region: str, *, configuration: dict[str, Any] | None = None) -> 
     Revert with `restore_region`.
     """
     return _apply("kill-region", {"region": _target(region)}, configuration)
+
+
+def _primary(jurisdiction: str, configuration: dict[str, Any] | None) -> str:
+    from infra.local import world
+
+    target = _target(jurisdiction, "jurisdiction")
+    home = (configuration or {}).get("gameday_home")
+    primaries = world.status(Path(home) if home else None)["primaries"]
+    if target not in primaries:
+        raise ConfigError(
+            f"unknown jurisdiction {target!r} (known: {', '.join(sorted(primaries))})"
+        )
+    primary = primaries[target]
+    if not primary:
+        raise ConfigError(f"no sentinel names a primary for jurisdiction {target!r}")
+    return str(primary)
+
+
+def kill_primary_region(
+    jurisdiction: str, *, configuration: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Kill whichever region is the current primary of `jurisdiction` (see `kill_region`).
+
+    The primary is asked of the platform (Sentinel's majority view), never assumed, so
+    the experiment stays right after earlier drills moved the primary elsewhere.
+    """
+    return kill_region(_primary(jurisdiction, configuration), configuration=configuration)
+
+
+def isolate_primary(
+    jurisdiction: str,
+    direction: str = "both",
+    *,
+    configuration: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Isolate the current primary of `jurisdiction` from every other region.
+
+    Clients at the edge still reach it, its replicas and sentinels do not: Sentinel
+    promotes a replica while the old primary keeps acknowledging the writes routed to it
+    (the split-brain case; those writes are lost when the partition heals).
+    """
+    return isolate_region(
+        _primary(jurisdiction, configuration), direction=direction, configuration=configuration
+    )
 
 
 def restore_region(region: str, *, configuration: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -1,0 +1,323 @@
+"""The request timeline: one row per request, written in batches to Parquet.
+
+Schema (`SCHEMA`; the probes read these names and types):
+
+| column | type | meaning |
+|---|---|---|
+| t_start | float64 | wall-clock epoch seconds (µs) when the request was sent |
+| latency_ms | float64 | until the answer was read (or the error happened) |
+| kind | string | predict, write or canary |
+| ok | bool | HTTP outcome only: a 2xx answer |
+| status | int32 | HTTP status; 0 = connection error or timeout |
+| error | string | why it failed; null when ok |
+| residency | string | the X-Residency sent: us or eu |
+| region | string | X-Region of the answer; null if absent |
+| model_digest | string | X-Model-Digest of the answer; null if absent |
+| score | float64 | `score` of a prediction's JSON answer; null if none |
+| client | string | writes: the writer's client id; null otherwise |
+| seq | int64 | writes: the client's sequence number (1, 2, ...); null otherwise |
+| expected | float64 | canaries: the golden score; null otherwise |
+| correct | bool | canaries with an HTTP answer: `score` within 1e-6 of `expected` |
+
+Writes with `ok` are the ledger of acknowledged writes (t_ack = t_start + latency_ms/1000).
+
+Crash safety: a `Recorder` keeps at most `batch_rows` rows (default 5000) or
+`batch_seconds` (default 1 s) of rows in memory, whichever fills first, and writes each
+batch as its own small Parquet file (written to a temporary name, then renamed), so a
+crashed process loses at most that one batch and every earlier batch stays readable.
+`close` (normal stop, SIGINT, SIGTERM) writes the last batch and compacts the batches into
+one file sorted by `t_start`; `merge` does the same across processes (and recovers the
+batches a crashed process left behind).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+__all__ = [
+    "BATCH_ROWS",
+    "BATCH_SECONDS",
+    "COLUMNS",
+    "SCHEMA",
+    "MergeResult",
+    "Recorder",
+    "Row",
+    "empty_table",
+    "merge",
+    "percentiles",
+    "read_timeline",
+    "row_from_request",
+]
+
+BATCH_ROWS = 5000
+BATCH_SECONDS = 1.0
+SCORE_TOLERANCE = 1e-6
+
+SCHEMA = pa.schema(
+    [
+        pa.field("t_start", pa.float64()),
+        pa.field("latency_ms", pa.float64()),
+        pa.field("kind", pa.string()),
+        pa.field("ok", pa.bool_()),
+        pa.field("status", pa.int32()),
+        pa.field("error", pa.string()),
+        pa.field("residency", pa.string()),
+        pa.field("region", pa.string()),
+        pa.field("model_digest", pa.string()),
+        pa.field("score", pa.float64()),
+        pa.field("client", pa.string()),
+        pa.field("seq", pa.int64()),
+        pa.field("expected", pa.float64()),
+        pa.field("correct", pa.bool_()),
+    ]
+)
+COLUMNS = tuple(SCHEMA.names)
+
+# One row, in COLUMNS order.
+Row = tuple[
+    float,
+    float,
+    str,
+    bool,
+    int,
+    str | None,
+    str | None,
+    str | None,
+    str | None,
+    float | None,
+    str | None,
+    int | None,
+    float | None,
+    bool | None,
+]
+
+_SEGMENT_PREFIX = "seg-"
+_WARM_UP_ROW: Row = (0.0, 0.0, "predict", True, 200, "x", "us", "r", "d", 0.5, "c", 1, 0.5, True)
+
+
+def _text(value: Any) -> str | None:
+    # geventhttpclient returns a list when a header is repeated: keep the last one
+    if value is None or isinstance(value, str):
+        return value
+    return str(value[-1]) if isinstance(value, list) and value else None
+
+
+def row_from_request(
+    start_time: float,
+    response_time_ms: float,
+    status: int,
+    exception: BaseException | None,
+    headers: Mapping[str, Any] | None,
+    content: bytes | None,
+    context: Mapping[str, Any],
+) -> Row:
+    """One timeline row from what Locust's `request` event carries. `context` holds what
+    the user sent: `kind`, `residency`, and `client`/`seq` (writes) or `expected`
+    (canaries). The score is parsed only from 2xx answers to predictions and canaries.
+    (The hot path of the recorder: a few µs per request.)"""
+    kind: str = context["kind"]
+    ok = exception is None and 200 <= status < 300
+    error: str | None = None
+    score: float | None = None
+    if not ok:
+        error = f"{type(exception).__name__}: {exception}"[:300] if exception else f"http {status}"
+    elif kind != "write" and content:
+        try:
+            value = json.loads(content)["score"]
+        except (ValueError, KeyError, TypeError):
+            value = None
+        if isinstance(value, float) or (isinstance(value, int) and not isinstance(value, bool)):
+            score = float(value)
+    expected: float | None = context.get("expected")
+    correct: bool | None = None
+    if expected is not None and ok:
+        correct = score is not None and abs(score - expected) <= SCORE_TOLERANCE
+    region = digest = None
+    if headers is not None:
+        region = _text(headers.get("X-Region"))
+        digest = _text(headers.get("X-Model-Digest"))
+    return (
+        round(start_time, 6),
+        response_time_ms,
+        kind,
+        ok,
+        status,
+        error,
+        context.get("residency"),
+        region,
+        digest,
+        score,
+        context.get("client"),
+        context.get("seq"),
+        expected,
+        correct,
+    )
+
+
+def empty_table() -> pa.Table:
+    """A timeline with no rows (and the full schema)."""
+    return SCHEMA.empty_table()
+
+
+def _table(rows: list[Row]) -> pa.Table:
+    columns = list(zip(*rows, strict=True))
+    arrays = [pa.array(values, type=fld.type) for values, fld in zip(columns, SCHEMA, strict=True)]
+    return pa.Table.from_arrays(arrays, schema=SCHEMA)
+
+
+def _write_atomic(table: pa.Table, path: Path) -> None:
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    pq.write_table(table, tmp, row_group_size=max(1, min(table.num_rows, 1 << 17)))
+    os.replace(tmp, path)
+
+
+class Recorder:
+    """Buffers rows and writes them in batches as segment files under `segments_dir`.
+
+    Not thread-safe (Locust runs it on one OS thread, in greenlets that do not switch
+    inside `add`). `clock` is injectable for tests; it only decides when a batch is due.
+    """
+
+    def __init__(
+        self,
+        segments_dir: Path,
+        batch_rows: int = BATCH_ROWS,
+        batch_seconds: float = BATCH_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if batch_rows <= 0 or batch_seconds <= 0:
+            raise ValueError(f"batch size must be positive, got {batch_rows}, {batch_seconds}")
+        self.segments_dir = segments_dir
+        self.batch_rows = batch_rows
+        self.batch_seconds = batch_seconds
+        self.rows_written = 0
+        self._clock = clock
+        self._rows: list[Row] = []
+        self._segments = 0
+        self._due = clock() + batch_seconds
+        self._closed = False
+        segments_dir.mkdir(parents=True, exist_ok=True)
+        # pyarrow initialises its conversion and Parquet code on first use (~0.1 s): do it
+        # now, not in the middle of the load where it would stall every request in flight.
+        pq.write_table(_table([_WARM_UP_ROW]), pa.BufferOutputStream())
+
+    @property
+    def buffered(self) -> int:
+        """Rows not yet on disk."""
+        return len(self._rows)
+
+    def add(self, row: Row) -> None:
+        """Keep one row; write the batch once it is full or `batch_seconds` old."""
+        rows = self._rows
+        rows.append(row)
+        if len(rows) >= self.batch_rows or self._clock() >= self._due:
+            self.flush()
+
+    def flush(self) -> Path | None:
+        """Write the buffered rows as one segment file (None when there were none)."""
+        self._due = self._clock() + self.batch_seconds
+        if not self._rows:
+            return None
+        rows, self._rows = self._rows, []
+        self._segments += 1
+        path = self.segments_dir / f"{_SEGMENT_PREFIX}{self._segments:07d}.parquet"
+        _write_atomic(_table(rows), path)
+        self.rows_written += len(rows)
+        return path
+
+    def close(self, target: Path) -> MergeResult:
+        """Flush, then compact every segment into `target` (sorted by `t_start`) and
+        remove the segments. Safe to call twice (the second call does nothing)."""
+        if self._closed:
+            return MergeResult(target, 0, 0, [])
+        self.flush()
+        self._closed = True
+        result = merge(target, [self.segments_dir])
+        shutil.rmtree(self.segments_dir, ignore_errors=True)
+        return result
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    """What `merge` wrote: `rows` rows from `files` files; `skipped` could not be read."""
+
+    path: Path
+    rows: int
+    files: int
+    skipped: list[str]
+
+
+def _parquet_files(sources: Iterable[Path]) -> list[Path]:
+    files: list[Path] = []
+    for source in sources:
+        if source.is_dir():
+            files.extend(sorted(p for p in source.rglob("*.parquet") if p.is_file()))
+        elif source.is_file():
+            files.append(source)
+    return files
+
+
+def merge(out: Path, sources: Iterable[Path]) -> MergeResult:
+    """Write one timeline at `out` holding every row of `sources` (Parquet files, or
+    folders searched for them: parts and segments), sorted by `t_start` (stable).
+    Unreadable files are skipped and named in the result; no source means no rows."""
+    files = [f for f in _parquet_files(sources) if f.resolve() != out.resolve()]
+    tables: list[pa.Table] = []
+    skipped: list[str] = []
+    for path in files:
+        try:
+            tables.append(pq.read_table(path).select(list(COLUMNS)).cast(SCHEMA))
+        except (OSError, pa.ArrowException, KeyError) as exc:
+            skipped.append(f"{path}: {exc}")
+    table = pa.concat_tables(tables) if tables else empty_table()
+    if table.num_rows:
+        table = table.sort_by([("t_start", "ascending")])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(table, out)
+    return MergeResult(out, table.num_rows, len(files) - len(skipped), skipped)
+
+
+def read_timeline(path: Path) -> pa.Table:
+    """Read a timeline file, checked against `SCHEMA` (ValueError when it differs)."""
+    table = pq.read_table(path)
+    if not table.schema.equals(SCHEMA):
+        raise ValueError(f"{path}: not a timeline: schema {table.schema} differs from {SCHEMA}")
+    return table
+
+
+def percentiles(values: pa.Array | pa.ChunkedArray, points: Iterable[float]) -> list[float | None]:
+    """Percentiles (0..100) by linear interpolation between closest ranks; None when
+    there are no values."""
+    points = list(points)
+    if len(values) - values.null_count == 0:
+        return [None for _ in points]
+    found = pc.quantile(values, q=[p / 100.0 for p in points], interpolation="linear")
+    return [float(v) for v in found.to_pylist()]
+
+
+def main(argv: list[str]) -> int:
+    """`python -m loadgen.timeline OUT SOURCE...`: merge parts (e.g. from many machines)."""
+    if len(argv) < 2:
+        print("usage: python -m loadgen.timeline OUT.parquet PART_OR_FOLDER...", file=sys.stderr)
+        return 2
+    result = merge(Path(argv[0]), [Path(a) for a in argv[1:]])
+    for problem in result.skipped:
+        print(f"skipped unreadable {problem}", file=sys.stderr)
+    print(f"{result.path}: {result.rows} rows from {result.files} files")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
