@@ -64,15 +64,19 @@ class _GamedayUser(FastHttpUser):
 
 class PredictUser(_GamedayUser):
     """Predictions for random entities (`us-<n>`/`eu-<n>`, n below `entities`), the
-    residency drawn per request from the profile's mix."""
+    residency drawn once per user from the profile's mix: a user stuck on a request to
+    a dying jurisdiction must not thin out the other jurisdiction's traffic."""
 
     kind = "predict"
     weight = 8
 
+    def on_start(self) -> None:
+        self.residency = _residency()
+
     @task
     def predict(self) -> None:
         self._last_task = time.monotonic()
-        residency = _residency()
+        residency = self.residency
         self.client.post(
             "/v1/predict",
             json={"entity_id": f"{residency}-{random.randrange(_active.entities)}"},
@@ -113,18 +117,23 @@ class WriterUser(_GamedayUser):
 
 
 class CanaryUser(_GamedayUser):
-    """Predictions for golden entities whose correct score is known; the residency is the
-    entity's own. Off (weight 0) without golden scores."""
+    """Predictions for golden entities whose correct score is known; the residency is
+    drawn once per user (as for predictions) and the entity among that jurisdiction's
+    golden ones. Off (weight 0) without golden scores."""
 
     kind = "canary"
     weight = 1  # Locust drops classes whose weight is 0 when it loads them; configure sets it
+
+    def on_start(self) -> None:
+        self.residency = _residency()
 
     @task
     def canary(self) -> None:
         self._last_task = time.monotonic()
         if not _golden_ids:
             return
-        entity = random.choice(_golden_ids)
+        mine = [e for e in _golden_ids if e.split("-", 1)[0] == self.residency]
+        entity = random.choice(mine or _golden_ids)
         residency = entity.split("-", 1)[0]
         self.client.post(
             "/v1/predict",

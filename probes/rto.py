@@ -9,8 +9,9 @@ Definitions (times are UTC epoch seconds, `t_f` is the fault's `applied_at`):
   in `[t, t + stability]` is healthy, and those windows were fully observed
   (`t + stability + W <= until`, `until` being the end of the observation);
 - `RTO = t_recovered - t_f`. When the first request after `t_f` already qualifies,
-  there was no impact: RTO 0, `impact: false`, `recovered_at = t_f`. When no start
-  qualifies before `until`, `recovered: false` and RTO null.
+  or no request failed after `t_f` at all, there was no impact: RTO 0,
+  `impact: false`, `recovered_at = t_f` (thin traffic alone is not an outage). When no
+  start qualifies before `until`, `recovered: false` and RTO null.
 
 The computation is vectorised (sorted arrays, `searchsorted`, cumulative sums): no
 Python loop per request. `__all__` lists the Chaos Toolkit probe; `rto_table` and
@@ -173,6 +174,10 @@ def rto_of(
             **base,
         )
     idx = earliest_stable(t, healthy, fault_at, stability, until - window)
+    if not (~good).any():
+        # Not one failed request after the fault: no impact, however thin the traffic
+        # got (a hung platform still shows, as timed-out requests fail at their start).
+        idx = 0
     recovered = idx is not None
     impact = idx != 0
     t_rec = float(t[idx]) if idx is not None else None

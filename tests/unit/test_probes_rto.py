@@ -243,3 +243,21 @@ def test_client_rto_probe_reads_files(tmp_path: Path) -> None:
     missing = client_rto(str(tmp_path / "nope.parquet"), fault_at=FAULT)
     assert missing["status"] == "error"
     assert "timeline not found" in missing["reason"]
+
+
+def test_thin_traffic_without_a_failure_is_no_impact() -> None:
+    # 8 requests a second, except a 2 s gap right after the fault (the clients were
+    # busy elsewhere): every window there holds fewer than min_requests, yet nothing
+    # failed, so the stream was not impacted.
+    starts, ok, latency = stream([])
+    keep = ~((starts >= FAULT) & (starts < FAULT + 2.0))
+    result = rto_of(starts[keep], ok[keep], latency[keep], FAULT, float(starts[-1]), RtoParams())
+    assert result["status"] == "ok"
+    assert (result["impact"], result["recovered"], result["rto_seconds"]) == (False, True, 0.0)
+    assert result["recovered_at"] == FAULT
+    # The same gap with one failure after it is an impact, recovered after the failure
+    # once ten seconds of healthy windows follow.
+    ok2 = ok.copy()
+    ok2[np.searchsorted(starts, FAULT + 2.0)] = False
+    hit = rto_of(starts[keep], ok2[keep], latency[keep], FAULT, float(starts[-1]), RtoParams())
+    assert hit["impact"] is True and hit["rto_seconds"] == 2.125
