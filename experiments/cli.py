@@ -377,17 +377,81 @@ def fault_revert_all(events: Path | None, as_json: bool) -> None:
     _run_fault("revert-all", {}, events, as_json)
 
 
-# ------------------------------------------------------------------------- not yet built
-@main.command("run", context_settings={"ignore_unknown_options": True})
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def run(args: tuple[str, ...]) -> None:
-    """A whole drill: world, load, experiment, measurement, scorecard (not built yet)."""
-    del args
-    _fail(
-        "`gameday run` (the drill runner, issue #6) is not built yet; the local platform "
-        "is: try `gameday testbed up` and `gameday fault kill-region us-east`",
-        EXIT_USAGE,
+# ------------------------------------------------------------------------- drills
+@main.command("run")
+@click.argument("experiment")
+@click.option(
+    "--repeat",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Run the drill N times; the scorecard gates the repeated drill.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Run directory (default: .gameday/runs/<time>-<experiment>).",
+)
+@click.option(
+    "--reuse-testbed",
+    is_flag=True,
+    help="Drill on the running world instead of a fresh one (it is left running).",
+)
+@click.option(
+    "--gates",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Gates file (default: experiments/gates.yaml).",
+)
+@click.option(
+    "--history",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="SQLite history (default: .gameday/history.sqlite).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@errors_to_exit_codes
+def run(
+    experiment: str,
+    repeat: int,
+    out: Path | None,
+    reuse_testbed: bool,
+    gates: Path | None,
+    history: Path | None,
+    as_json: bool,
+) -> None:
+    """Run a drill: world up, load, EXPERIMENT (name or file), measurement, scorecard.
+
+    Exit codes: 0 PASS, 1 FAIL, 2 bad input, 3 INCONCLUSIVE.
+    """
+    from experiments.runner import describe, run_drill, verdict_exit_code
+
+    started = time.monotonic()
+
+    def say(message: str) -> None:
+        click.echo(f"[{time.monotonic() - started:6.1f}s] {message}", err=True)
+
+    result = run_drill(
+        experiment,
+        repeat=repeat,
+        out=out,
+        reuse=reuse_testbed,
+        gates_path=gates,
+        history=history,
+        say=say,
     )
+    data = describe(result)
+
+    def human(d: dict[str, Any]) -> None:
+        click.echo("")
+        click.echo(f"{d['experiment']}: {d['verdict']}")
+        click.echo(f"scorecard: {d['scorecard']}")
+        if d["interrupted"]:
+            click.echo("the drill was interrupted; every fault was rolled back")
+
+    _emit(data, as_json, human)
+    sys.exit(verdict_exit_code(result.verdict))
 
 
 def _register() -> None:

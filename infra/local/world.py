@@ -153,6 +153,9 @@ def read_info(base: Path | None = None) -> WorldInfo | None:
         dict(raw["urls"]),
         str(raw["topology"]),
     )
+    if in_world():
+        # Inside the world the host's pids are not visible; being here proves it runs.
+        return info
     if not _alive(info.launcher_pid) and not _alive(info.init_pid):
         with contextlib.suppress(OSError):
             path.unlink()
@@ -399,9 +402,13 @@ def _kill(info: WorldInfo) -> None:
         time.sleep(0.02)
 
 
-def down(base: Path | None = None, timeout: float = 4.0) -> bool:
-    """Stop the running world; False when none was running. Never leaves a process."""
-    info = read_info(base)
+def down(base: Path | None = None, timeout: float = 4.0, info: WorldInfo | None = None) -> bool:
+    """Stop the running world; False when none was running. Never leaves a process.
+
+    Given the `info` that `up` returned, it needs no `world.json` (a caller that started
+    the world can always remove it).
+    """
+    info = info or read_info(base)
     if info is None:
         return False
     with contextlib.suppress(WorldNotUp, FaultError):

@@ -1,0 +1,54 @@
+"""The experiment catalog: names, files, and validation through chaoslib."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from infra.errors import ConfigError
+
+CATALOG = Path(__file__).resolve().parent
+NOT_EXPERIMENTS = {"gates.yaml"}
+
+
+def names() -> list[str]:
+    """The experiments that ship with gameday (file stems of `experiments/*.yaml`)."""
+    return sorted(p.stem for p in CATALOG.glob("*.yaml") if p.name not in NOT_EXPERIMENTS)
+
+
+def resolve(target: str) -> Path:
+    """A catalog name (`region-kill`) or a path to an experiment file."""
+    candidate = Path(target)
+    if candidate.suffix in (".yaml", ".yml", ".json") or "/" in target:
+        if not candidate.is_file():
+            raise ConfigError(f"experiment file {target!r} not found")
+        return candidate.resolve()
+    path = CATALOG / f"{target}.yaml"
+    if target in NOT_EXPERIMENTS or not path.is_file():
+        raise ConfigError(f"unknown experiment {target!r} (catalog: {', '.join(names())})")
+    return path
+
+
+def load(path: Path) -> dict[str, Any]:
+    """Load and validate an experiment as `chaos validate` would; ConfigError on any fault."""
+    from chaoslib.exceptions import ChaosException
+    from chaoslib.experiment import ensure_experiment_is_valid
+    from chaoslib.loader import load_experiment
+
+    # chaoslib logs every validation error before raising the first one; the CLI
+    # reports that one clearly instead.
+    logging.getLogger("chaostoolkit").setLevel(logging.CRITICAL)
+    try:
+        experiment: dict[str, Any] = load_experiment(str(path))
+        ensure_experiment_is_valid(experiment)
+    except ChaosException as exc:
+        raise ConfigError(f"{path}: invalid experiment: {exc}") from exc
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: cannot load experiment: {exc}") from exc
+    return experiment
+
+
+def name_of(path: Path) -> str:
+    """The name a run of this experiment is recorded under (the file's stem)."""
+    return path.stem

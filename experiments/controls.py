@@ -1,0 +1,377 @@
+"""Chaos Toolkit controls of a drill: load, observation window, guardrails, measurement.
+
+Declared in every catalog experiment::
+
+    controls:
+      - name: gameday-drill
+        provider:
+          type: python
+          module: experiments.controls
+          arguments: {users: 24, baseline_seconds: 15, observe_seconds: 45, ...}
+
+- before the method: start the load generator in the world's edge namespace (step up
+  to the base load) and hold a baseline; start the guardrails and the live progress;
+- after the method: keep observing until `observe_seconds` after the last fault, stop
+  the load (the timeline is flushed), and measure the run into `measurements.json`, so
+  the steady-state hypothesis after the method checks measured figures;
+- after the experiment (every exit path): stop whatever still runs.
+
+Guardrails (stop conditions): when the error ratio of a jurisdiction the drill must not
+touch passes `guard_error_ratio`, or the drill runs past `time_limit_seconds`, the
+control writes `guardrail.json` and interrupts the experiment; Chaos Toolkit then runs
+the rollbacks. The controls run inside the local world (`gameday run` does that, or
+`gameday testbed exec -- chaos run FILE`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "after_experiment_control",
+    "after_method_control",
+    "before_method_control",
+    "configure_control",
+]
+
+LOAD_METRICS_PORT = 9646
+POLL_SECONDS = 1.0
+
+
+@dataclass
+class _Drill:
+    run_dir: Path
+    settings: dict[str, Any]
+    started: float = field(default_factory=time.time)
+    load: subprocess.Popen[bytes] | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
+    threads: list[threading.Thread] = field(default_factory=list)
+    phase: str = "baseline"
+    breach: dict[str, Any] | None = None
+    measured: bool = False
+
+
+_STATE: dict[str, _Drill] = {}
+
+
+def _say(message: str) -> None:
+    print(f"gameday: {message}", file=sys.stderr, flush=True)
+
+
+def _interrupt(message: str) -> Exception:
+    from chaoslib.exceptions import InterruptExecution
+
+    error: Exception = InterruptExecution(message)
+    return error
+
+
+def _run_dir(configuration: dict[str, Any] | None) -> Path:
+    value = (configuration or {}).get("gameday_run_dir")
+    if not value:
+        raise _interrupt("configuration gameday_run_dir is required")
+    path = Path(str(value)).resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _prometheus(configuration: dict[str, Any] | None) -> str:
+    return str((configuration or {}).get("gameday_prometheus_url") or "http://10.200.0.2:9090")
+
+
+def _router(configuration: dict[str, Any] | None) -> str:
+    return str((configuration or {}).get("gameday_router_url") or "http://10.200.0.2:8080")
+
+
+def configure_control(
+    configuration: dict[str, Any] | None = None,
+    users: int = 24,
+    baseline_seconds: float = 15.0,
+    observe_seconds: float = 45.0,
+    guard_jurisdictions: str = "",
+    guard_error_ratio: float = 0.05,
+    time_limit_seconds: float = 300.0,
+    **_: Any,
+) -> None:
+    """Remember the drill's settings for the other controls."""
+    _STATE.clear()
+    _STATE["drill"] = _Drill(
+        run_dir=_run_dir(configuration),
+        settings={
+            "users": int(users),
+            "baseline_seconds": float(baseline_seconds),
+            "observe_seconds": float(observe_seconds),
+            "guard_jurisdictions": [j for j in guard_jurisdictions.split(",") if j.strip()],
+            "guard_error_ratio": float(guard_error_ratio),
+            "time_limit_seconds": float(time_limit_seconds),
+        },
+    )
+
+
+def _drill(configuration: dict[str, Any] | None) -> _Drill:
+    if "drill" not in _STATE:
+        configure_control(configuration)
+    return _STATE["drill"]
+
+
+# ------------------------------------------------------------------------ Prometheus
+def _query(prometheus: str, promql: str) -> list[dict[str, Any]]:
+    url = f"{prometheus}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+    with urllib.request.urlopen(url, timeout=2) as response:
+        data = json.loads(response.read())
+    result: list[dict[str, Any]] = data.get("data", {}).get("result", [])
+    return result
+
+
+def _router_view(prometheus: str) -> dict[str, dict[str, Any]]:
+    """Per jurisdiction: success ratio and serving regions over the last 3 s."""
+    view: dict[str, dict[str, Any]] = {}
+    responses = _query(
+        prometheus,
+        "sum by (proxy, code) (increase("
+        'haproxy_backend_http_responses_total{proxy=~"jur_.+"}[3s]))',
+    )
+    for row in responses:
+        jurisdiction = row["metric"]["proxy"].removeprefix("jur_")
+        entry = view.setdefault(jurisdiction, {"ok": 0.0, "all": 0.0, "serving": []})
+        count = float(row["value"][1])
+        entry["all"] += count
+        if row["metric"].get("code") != "5xx":
+            entry["ok"] += count
+    serving = _query(
+        prometheus,
+        "sum by (proxy, server) (increase("
+        'haproxy_server_http_responses_total{proxy=~"jur_.+", code="2xx"}[3s])) > 0',
+    )
+    for row in serving:
+        jurisdiction = row["metric"]["proxy"].removeprefix("jur_")
+        view.setdefault(jurisdiction, {"ok": 0.0, "all": 0.0, "serving": []})
+        view[jurisdiction]["serving"].append(row["metric"]["server"])
+    for entry in view.values():
+        entry["ratio"] = entry["ok"] / entry["all"] if entry["all"] else None
+        entry["serving"].sort()
+    return view
+
+
+def _last_fault_at(run_dir: Path) -> float | None:
+    path = run_dir / "events.jsonl"
+    if not path.exists():
+        return None
+    times = [
+        float(record["applied_at"])
+        for line in path.read_text().splitlines()
+        if line.strip()
+        and (record := json.loads(line)).get("type") == "fault"
+        and record.get("applied_at") is not None
+    ]
+    return max(times) if times else None
+
+
+def _watch(drill: _Drill, prometheus: str) -> None:
+    """Live progress and guardrails, once a second until told to stop."""
+    limit = drill.settings["time_limit_seconds"]
+    guarded = drill.settings["guard_jurisdictions"]
+    ratio_floor = 1.0 - drill.settings["guard_error_ratio"]
+    last_print = 0.0
+    while not drill.stop.wait(POLL_SECONDS):
+        now = time.time()
+        if now - drill.started > limit and drill.breach is None:
+            _breach(drill, "time-limit", f"the drill passed its time limit of {limit:.0f} s")
+            return
+        try:
+            view = _router_view(prometheus)
+        except (OSError, ValueError):
+            continue
+        fault_at = _last_fault_at(drill.run_dir)
+        if now - last_print >= 2.0:
+            since = f"t+{now - fault_at:5.1f}s" if fault_at else "no fault yet"
+            parts = []
+            for jurisdiction, entry in sorted(view.items()):
+                ratio = "  n/a" if entry["ratio"] is None else f"{entry['ratio']:5.1%}"
+                parts.append(f"{jurisdiction} {ratio} via {','.join(entry['serving']) or '-'}")
+            _say(f"[{drill.phase}] {since}  " + "  ".join(parts))
+            last_print = now
+        if fault_at is None:
+            continue
+        for jurisdiction in guarded:
+            guard = view.get(jurisdiction)
+            if guard and guard["ratio"] is not None and guard["ratio"] < ratio_floor:
+                _breach(
+                    drill,
+                    "blast-radius",
+                    f"jurisdiction {jurisdiction!r} success ratio {guard['ratio']:.1%} "
+                    f"fell below {ratio_floor:.1%}: the fault reached beyond its plan",
+                )
+                return
+
+
+def _breach(drill: _Drill, kind: str, message: str) -> None:
+    drill.breach = {"guardrail": kind, "message": message, "at": time.time()}
+    (drill.run_dir / "guardrail.json").write_text(json.dumps(drill.breach, indent=2) + "\n")
+    _say(f"GUARDRAIL: {message}; aborting and rolling back")
+    # chaoslib turns SIGUSR1 into an interruption that still runs the rollbacks.
+    os.kill(os.getpid(), signal.SIGUSR1)
+
+
+# ------------------------------------------------------------------------ load
+def _start_load(drill: _Drill, configuration: dict[str, Any] | None) -> None:
+    from infra.local import world
+
+    settings = drill.settings
+    base = (configuration or {}).get("gameday_home")
+    home = Path(str(base)) if base else world.home()
+    golden = home / "world" / "registry" / "golden.json"
+    sd_dir = home / "world" / "nodes" / "edge" / "loadgen-targets"
+    ramp = max(1, settings["users"] // 4)
+    profile = drill.run_dir / "load-profile.yaml"
+    profile.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "shape": "step",
+                "users": settings["users"],
+                "step": {"users": ramp, "seconds": 1},
+                "mix": {
+                    # Enough of each kind per jurisdiction that every 1 s window holds
+                    # the probes' min_requests (predict ~40/s, write ~20/s, canary
+                    # ~15/s per jurisdiction at 24 users).
+                    "predict": {"weight": 8, "rate": 10},
+                    "write": {"weight": 4, "rate": 10},
+                    "canary": {"weight": 3, "rate": 10},
+                },
+                "golden": str(golden),
+                "timeout_s": 2,
+            }
+        )
+    )
+    duration = settings["time_limit_seconds"]
+    argv = [
+        *world.node_prefix("edge", Path(str(base)) if base else None),
+        sys.executable,
+        "-m",
+        "experiments.cli",
+        "load",
+        "--host",
+        _router(configuration),
+        "--duration",
+        str(int(duration)),
+        "--out",
+        str(drill.run_dir),
+        "--profile",
+        str(profile),
+        "--metrics-port",
+        str(LOAD_METRICS_PORT),
+    ]
+    if sd_dir.is_dir():
+        argv += ["--prometheus-sd-file", str(sd_dir / "drill.json")]
+    log = (drill.run_dir / "loadgen.log").open("ab")
+    drill.load = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    log.close()
+
+
+def _stop_load(drill: _Drill, timeout: float = 60.0) -> None:
+    if drill.load is None or drill.load.poll() is not None:
+        return
+    drill.load.send_signal(signal.SIGTERM)  # the runner flushes the last batch on SIGTERM
+    try:
+        drill.load.wait(timeout)
+    except subprocess.TimeoutExpired:
+        drill.load.kill()
+        drill.load.wait(5)
+
+
+# ------------------------------------------------------------------------ controls
+def before_method_control(
+    context: dict[str, Any], configuration: dict[str, Any] | None = None, **_: Any
+) -> None:
+    """Start the load and the watchers, then hold the baseline before the fault."""
+    del context
+    drill = _drill(configuration)
+    drill.started = time.time()
+    _say(f"run directory {drill.run_dir}")
+    _start_load(drill, configuration)
+    watcher = threading.Thread(target=_watch, args=(drill, _prometheus(configuration)), daemon=True)
+    watcher.start()
+    drill.threads.append(watcher)
+    baseline = drill.settings["baseline_seconds"]
+    _say(f"load started ({drill.settings['users']} users); holding a {baseline:.0f} s baseline")
+    deadline = time.monotonic() + baseline
+    while time.monotonic() < deadline:
+        assert drill.load is not None
+        if drill.load.poll() is not None:
+            tail = (drill.run_dir / "loadgen.log").read_text(errors="replace")[-800:]
+            raise _interrupt(f"the load generator exited early:\n{tail}")
+        time.sleep(0.2)
+    drill.phase = "fault"
+
+
+def _measure(drill: _Drill, configuration: dict[str, Any] | None) -> None:
+    from infra.local import world
+    from probes.measure import Options, measure_run, write_measurements
+    from probes.rpo import stores_from_world
+
+    base = (configuration or {}).get("gameday_home")
+    info = json.loads(
+        ((Path(str(base)) if base else world.home()) / "world" / "world.json").read_text()
+    )
+    jurisdictions = sorted(
+        {r.get("jurisdiction") for r in world.status(Path(str(base)) if base else None)["regions"]}
+    )
+    stores = stores_from_world(info, jurisdictions)
+    doc = measure_run(
+        drill.run_dir,
+        Options(prometheus_url=_prometheus(configuration), topology_path=Path(info["topology"])),
+        write_stores=stores,
+    )
+    write_measurements(drill.run_dir, doc)
+    drill.measured = True
+
+
+def after_method_control(
+    context: dict[str, Any], configuration: dict[str, Any] | None = None, **_: Any
+) -> None:
+    """Observe until `observe_seconds` after the last fault, stop the load, measure."""
+    del context
+    drill = _drill(configuration)
+    drill.phase = "observe"
+    fault_at = _last_fault_at(drill.run_dir) or time.time()
+    until = fault_at + drill.settings["observe_seconds"]
+    _say(f"observing until t+{drill.settings['observe_seconds']:.0f}s after the last fault")
+    while time.time() < until:
+        time.sleep(min(0.5, max(0.0, until - time.time())))
+    drill.phase = "measure"
+    drill.stop.set()
+    _stop_load(drill)
+    _say("load stopped; measuring")
+    try:
+        _measure(drill, configuration)
+    except Exception as exc:  # measured again by the runner; say why here
+        _say(f"measurement failed: {exc}")
+
+
+def after_experiment_control(
+    context: dict[str, Any], configuration: dict[str, Any] | None = None, **_: Any
+) -> None:
+    """Every exit path: stop the watchers and the load (its timeline is kept)."""
+    del context
+    drill = _STATE.get("drill")
+    if drill is None:
+        return
+    drill.stop.set()
+    _stop_load(drill)
+    for thread in drill.threads:
+        thread.join(timeout=5)
+    if not drill.measured:
+        with contextlib.suppress(Exception):
+            _measure(drill, configuration)

@@ -1,0 +1,259 @@
+"""`gameday run`: a whole drill from the host: world, experiment, measurement, scorecard.
+
+1. validate the experiment (as `chaos validate` does) and the gates, before anything
+   starts;
+2. bring the local world up (or reuse a running one with `reuse=True`);
+3. for each repetition, run `experiments.drill` inside the world (Chaos Toolkit with the
+   drill's controls: load, fault, observation, measurement, rollbacks) into its own run
+   directory, with `world.json` describing the platform;
+4. score the runs against the gates (scorecard files, history);
+5. remove the world it brought up, on every exit path.
+
+Signals: SIGINT and SIGTERM are passed to the drill inside the world, which rolls back;
+the runner waits for it (a second Ctrl-C does not skip that), then removes the world.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import platform
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from infra.errors import ConfigError, GamedayError
+from infra.local import world
+from infra.local.topology import load_topology
+
+REPO = Path(__file__).resolve().parent.parent
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class DrillResult:
+    """What `gameday run` reports: the runs, the verdict and where the scorecard is."""
+
+    experiment: str
+    run_dirs: list[Path]
+    verdict: str
+    scorecard: Path
+    phases: dict[str, float]
+    interrupted: bool
+
+
+def _git_sha() -> str:
+    done = subprocess.run(
+        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=REPO, check=False
+    )
+    return done.stdout.strip() or "unknown"
+
+
+def _versions() -> dict[str, str]:
+    def first_line(argv: list[str]) -> str:
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=5, check=False)
+        except OSError:
+            return "missing"
+        return (
+            (done.stdout or done.stderr).strip().splitlines()[0]
+            if (done.stdout or done.stderr)
+            else "unknown"
+        )
+
+    return {
+        "python": platform.python_version(),
+        "redis": first_line(["redis-server", "--version"]),
+        "haproxy": first_line(["haproxy", "-v"]),
+        "prometheus": first_line(["prometheus", "--version"]),
+        "kernel": platform.release(),
+    }
+
+
+def _world_json(run_dir: Path, experiment: str, base: Path | None, reused: bool) -> None:
+    info = world.require_world(base)
+    raw = json.loads((info.directory / "world.json").read_text())
+    topology = load_topology(Path(info.topology))
+    doc = {
+        "experiment": experiment,
+        "platform": "local",
+        "reused_testbed": reused,
+        "topology": info.topology,
+        "regions": [
+            {
+                "name": r.name,
+                "provider": r.provider,
+                "jurisdiction": r.jurisdiction,
+                "role_at_start": r.role,
+            }
+            for r in topology.regions
+        ],
+        "addresses": raw.get("addresses", {}),
+        "urls": info.urls,
+        "git_sha": _git_sha(),
+        "versions": _versions(),
+        # The password is the world's own and dies with it; the run directory is
+        # evidence to share, so it stays out.
+    }
+    (run_dir / "world.json").write_text(json.dumps(doc, indent=2) + "\n")
+
+
+@contextlib.contextmanager
+def _forwarding(child: subprocess.Popen[bytes], say: Say) -> Iterator[list[int]]:
+    """Pass SIGINT/SIGTERM to the drill inside the world; never die before it does."""
+    received: list[int] = []
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        del frame
+        received.append(signum)
+        if len(received) == 1:
+            say(f"{signal.Signals(signum).name}: asking the drill to roll back")
+        else:
+            say("still rolling back; the world is removed after that")
+        with contextlib.suppress(ProcessLookupError):
+            child.send_signal(signal.SIGINT if signum == signal.SIGINT else signal.SIGTERM)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _run_inside(experiment: Path, run_dir: Path, base: Path | None, say: Say) -> bool:
+    """Run one drill in the world; True when it was interrupted."""
+    argv = world.exec_argv(
+        [
+            sys.executable,
+            "-m",
+            "experiments.drill",
+            "--experiment",
+            str(experiment),
+            "--run-dir",
+            str(run_dir),
+        ],
+        base=base,
+    )
+    # Its own process group: a terminal's Ctrl-C reaches only us, and we decide.
+    child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True)
+    with _forwarding(child, say) as received:
+        while True:
+            try:
+                child.wait()
+                break
+            except KeyboardInterrupt:  # pragma: no cover - handler replaces it
+                continue
+    if child.returncode not in (0, None):
+        say(f"the drill exited with code {child.returncode}")
+    return bool(received)
+
+
+def _measure_if_missing(run_dir: Path, base: Path | None, say: Say) -> None:
+    if (run_dir / "measurements.json").exists() or not (run_dir / "timeline.parquet").exists():
+        return
+    say("measuring (the drill did not)")
+    argv = world.exec_argv(
+        [sys.executable, "-m", "experiments.cli", "measure", str(run_dir)], base=base
+    )
+    subprocess.run(argv, stdin=subprocess.DEVNULL, check=False)
+
+
+def run_drill(
+    target: str,
+    repeat: int = 1,
+    out: Path | None = None,
+    reuse: bool = False,
+    gates_path: Path | None = None,
+    history: Path | None = None,
+    say: Say = lambda _m: None,
+    clock: Callable[[], float] = time.time,
+) -> DrillResult:
+    """Run a drill end to end; raises ConfigError on bad input before anything starts."""
+    from experiments import catalog
+    from scorecards.gates import load_gates
+    from scorecards.scoring import score
+
+    if repeat < 1:
+        raise ConfigError(f"--repeat {repeat} must be at least 1")
+    path = catalog.resolve(target)
+    catalog.load(path)
+    name = catalog.name_of(path)
+    gates = load_gates(gates_path or catalog.CATALOG / "gates.yaml")
+    base = world.home()
+    running = world.read_info() is not None
+    if running and not reuse:
+        raise ConfigError(
+            "a world is already running: pass --reuse-testbed to drill on it, "
+            "or `gameday testbed down` first"
+        )
+    if reuse and not running:
+        raise ConfigError("--reuse-testbed: no world is running (`gameday testbed up`)")
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(clock()))
+    out_dir = (out or base / "runs" / f"{stamp}-{name}").resolve()
+    phases: dict[str, float] = {}
+    run_dirs: list[Path] = []
+    interrupted = False
+    started = time.monotonic()
+    info: world.WorldInfo | None = None
+    try:
+        if not reuse:
+            say("bringing the local platform up")
+            info = world.up(progress=lambda p: say(f"  {p}"))
+        phases["world up"] = time.monotonic() - started
+        for index in range(repeat):
+            run_dir = out_dir if repeat == 1 else out_dir / f"run-{index + 1:02d}"
+            run_dir.mkdir(parents=True, exist_ok=True)
+            run_dirs.append(run_dir)
+            _world_json(run_dir, name, None, reuse)
+            say(f"drill {index + 1}/{repeat}: {name} -> {run_dir}")
+            t0 = time.monotonic()
+            interrupted = _run_inside(path, run_dir, None, say)
+            _measure_if_missing(run_dir, None, say)
+            phases[f"drill {index + 1}"] = time.monotonic() - t0
+            if interrupted:
+                break
+    finally:
+        if info is not None:
+            t0 = time.monotonic()
+            world.down(info=info)
+            phases["world down"] = time.monotonic() - t0
+            say("local platform removed")
+    t0 = time.monotonic()
+    ready = [d for d in run_dirs if (d / "timeline.parquet").exists()]
+    if not ready:
+        raise GamedayError(f"no run produced a timeline; see {out_dir}")
+    outcome = score(
+        ready, gates, clock=clock, history=history or base / "history.sqlite", progress=say
+    )
+    phases["scoring"] = time.monotonic() - t0
+    deciding = outcome.drills[0] if outcome.drills else outcome.runs[-1]
+    return DrillResult(
+        name,
+        run_dirs,
+        outcome.verdict.value,
+        deciding.out_dir / "scorecard.md",
+        phases,
+        interrupted,
+    )
+
+
+def verdict_exit_code(verdict: str) -> int:
+    return {"PASS": 0, "FAIL": 1, "INCONCLUSIVE": 3}.get(verdict, 1)
+
+
+def describe(result: DrillResult) -> dict[str, Any]:
+    return {
+        "experiment": result.experiment,
+        "verdict": result.verdict,
+        "scorecard": str(result.scorecard),
+        "run_dirs": [str(d) for d in result.run_dirs],
+        "phases_seconds": {k: round(v, 2) for k, v in result.phases.items()},
+        "interrupted": result.interrupted,
+    }
