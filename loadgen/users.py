@@ -42,8 +42,19 @@ def configure(new: Profile) -> None:
         cls.connection_timeout = new.connect_timeout_s
 
 
-def _residency() -> str:
-    return "eu" if random.random() < _active.eu_share else "us"
+_assigned: dict[str, dict[str, int]] = {}
+
+
+def _residency_for(kind: str) -> str:
+    """A new user's residency: whichever jurisdiction is furthest below its share among
+    this kind's users so far, so even a handful of users splits as the mix says."""
+    counts = _assigned.setdefault(kind, {"us": 0, "eu": 0})
+    total = counts["us"] + counts["eu"] + 1
+    eu_deficit = _active.eu_share * total - counts["eu"]
+    us_deficit = (1 - _active.eu_share) * total - counts["us"]
+    choice = "eu" if eu_deficit > us_deficit else "us"
+    counts[choice] += 1
+    return choice
 
 
 class _GamedayUser(FastHttpUser):
@@ -71,7 +82,7 @@ class PredictUser(_GamedayUser):
     weight = 8
 
     def on_start(self) -> None:
-        self.residency = _residency()
+        self.residency = _residency_for(self.kind)
 
     @task
     def predict(self) -> None:
@@ -95,7 +106,7 @@ class WriterUser(_GamedayUser):
 
     def on_start(self) -> None:
         self.client_id = f"w-{uuid.uuid4().hex[:12]}"
-        self.residency = _residency()
+        self.residency = _residency_for(self.kind)
         self.seq = 0
 
     @task
@@ -125,7 +136,7 @@ class CanaryUser(_GamedayUser):
     weight = 1  # Locust drops classes whose weight is 0 when it loads them; configure sets it
 
     def on_start(self) -> None:
-        self.residency = _residency()
+        self.residency = _residency_for(self.kind)
 
     @task
     def canary(self) -> None:

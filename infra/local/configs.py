@@ -186,7 +186,12 @@ def haproxy_cfg(topology: Topology) -> str:
         "",
         "defaults",
         "    mode http",
-        "    timeout connect 1s",
+        # A dead region drops packets: each connection attempt to it costs the connect
+        # timeout, and HAProxy retries. Short and few, so a failed request fails within
+        # ~1 s: Prometheus counts a response when it completes, the clients when they
+        # sent it, and long-hanging failures would push the two views apart.
+        "    timeout connect 300ms",
+        "    retries 2",
         "    timeout client 30s",
         "    timeout server 5s",
         "    timeout check 400ms",
