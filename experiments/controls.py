@@ -112,7 +112,9 @@ def configure_control(
             "users": int(users),
             "baseline_seconds": float(baseline_seconds),
             "observe_seconds": float(observe_seconds),
-            "guard_jurisdictions": [j for j in guard_jurisdictions.split(",") if j.strip()],
+            "guard_jurisdictions": [
+                j.strip() for j in str(guard_jurisdictions or "").split(",") if j.strip()
+            ],
             "guard_error_ratio": float(guard_error_ratio),
             "time_limit_seconds": float(time_limit_seconds),
         },

@@ -23,6 +23,7 @@ from infra.errors import ConfigError
 
 __all__ = [
     "corrupt_replica",
+    "corrupt_replica_in",
     "degrade_link",
     "heal_partition",
     "isolate_primary",
@@ -201,6 +202,32 @@ def corrupt_replica(
         {"region": _target(region), "what": what, "count": count},
         configuration,
     )
+
+
+def corrupt_replica_in(
+    jurisdiction: str,
+    what: str = "model",
+    count: int = 100,
+    *,
+    configuration: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Corrupt a current replica of `jurisdiction` (see `corrupt_replica`).
+
+    The replica is asked of the platform (the first region of the jurisdiction whose
+    store is a replica now), so the experiment stays right wherever earlier drills left
+    the primary.
+    """
+    from infra.local import world
+
+    target = _target(jurisdiction, "jurisdiction")
+    home = (configuration or {}).get("gameday_home")
+    regions = world.status(Path(home) if home else None)["regions"]
+    replicas = [
+        r["name"] for r in regions if r["jurisdiction"] == target and r["role"] == "replica"
+    ]
+    if not replicas:
+        raise ConfigError(f"jurisdiction {target!r} has no replica to corrupt")
+    return corrupt_replica(replicas[0], what=what, count=count, configuration=configuration)
 
 
 def repair_replica(
