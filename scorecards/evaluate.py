@@ -17,6 +17,7 @@ Rules (docs/scorecards.md):
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -62,8 +63,14 @@ GATE_INFO: dict[str, tuple[str, str, bool]] = {
     "measurements": ("Measurements present and readable", "", False),
     "load_generator": ("Load generator not saturated", "% CPU", False),
     "fault_injected": ("Fault recorded in events.jsonl", "faults", False),
+    "drill_completed": ("Drill ran to completion", "", False),
 }
-CHECK_KEYS = ("measurements", "load_generator", "fault_injected")
+CHECK_KEYS = ("measurements", "load_generator", "fault_injected", "drill_completed")
+GUARDRAIL_FILE = "guardrail.json"
+
+
+def _ran_as_drill(run: RunData) -> bool:
+    return run.journal is not None or (run.path / GUARDRAIL_FILE).exists()
 
 
 @dataclass(frozen=True)
@@ -538,7 +545,28 @@ def _count_obs(
     return Observation(run.name, sum(v for v in values if v is not None), None, "", evidence)
 
 
+def _completion(run: RunData) -> Observation:
+    """A guardrail breach is a finding (FAIL); any other interruption leaves the drill
+    unfinished (INCONCLUSIVE)."""
+    guardrail = run.path / GUARDRAIL_FILE
+    if guardrail.exists():
+        try:
+            message = str(json.loads(guardrail.read_text()).get("message", "breached"))
+        except (OSError, ValueError):
+            message = "breached (guardrail.json unreadable)"
+        return Observation(run.name, None, Verdict.FAIL, f"guardrail: {message}")
+    status = str((run.journal or {}).get("status"))
+    if status == "completed":
+        deviated = " (the steady state deviated)" if (run.journal or {}).get("deviated") else ""
+        return Observation(run.name, None, Verdict.PASS, f"journal status completed{deviated}")
+    return Observation(
+        run.name, None, Verdict.INCONCLUSIVE, f"the drill did not complete (journal: {status})"
+    )
+
+
 def _check(run: RunData, key: str) -> Observation:
+    if key == "drill_completed":
+        return _completion(run)
     if key == "measurements":
         why = [str(p) for p in run.problems if p.file == "measurements.json"]
         if why:
@@ -677,6 +705,8 @@ def evaluate(
             results.append(_resolve_instance(gate, key, collector.obs[gate][key], spec, len(runs)))
 
     for check in CHECK_KEYS:
+        if check == "drill_completed" and not any(_ran_as_drill(run) for run in runs):
+            continue  # a load run measured by hand has no drill to complete
         obs = [_check(run, check) for run in runs]
         title, unit, _ = GATE_INFO[check]
         verdict = combine(o.forced or Verdict.INCONCLUSIVE for o in obs)

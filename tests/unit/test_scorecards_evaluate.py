@@ -395,3 +395,41 @@ def test_measurements_in_the_probes_field_names(tmp_path: Path) -> None:
     assert budget.observations[0].evidence == {"failed": 100.0, "requests": 1000.0}
     assert by_id["wrong_answers"].verdict == PASS
     assert by_id["time_to_detect_seconds[us-west/us]"].verdict == PASS
+
+
+@pytest.mark.parametrize(
+    ("journal", "guardrail", "expected"),
+    [
+        pytest.param(None, None, None, id="no-journal-no-check"),
+        pytest.param({"status": "completed", "deviated": False}, None, PASS, id="completed"),
+        pytest.param({"status": "interrupted"}, None, INCONCLUSIVE, id="interrupted"),
+        pytest.param(
+            {"status": "interrupted"},
+            {"message": "eu fell to 90 %"},
+            FAIL,
+            id="guardrail-breach-fails",
+        ),
+    ],
+)
+def test_a_drill_must_run_to_completion(
+    tmp_path: Path,
+    journal: dict[str, Any] | None,
+    guardrail: dict[str, Any] | None,
+    expected: Verdict | None,
+) -> None:
+    run = write_sample_run(tmp_path / "run", timeline=False)
+    if journal is not None:
+        (run / "journal.json").write_text(json.dumps(journal))
+    if guardrail is not None:
+        (run / "guardrail.json").write_text(json.dumps(guardrail))
+    card = evaluate([load_run(run)], gates(), T)
+    ids = {g.id for g in card.gates}
+    if expected is None:
+        assert "drill_completed" not in ids
+        return
+    assert gate(card, "drill_completed") == expected
+    if expected != PASS:
+        assert card.verdict != PASS  # an unfinished or breached drill never passes
+    if guardrail is not None:
+        result = next(g for g in card.gates if g.id == "drill_completed")
+        assert "guardrail: eu fell to 90 %" in result.reason
