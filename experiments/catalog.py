@@ -10,6 +10,7 @@ from infra.errors import ConfigError
 
 CATALOG = Path(__file__).resolve().parent
 NOT_EXPERIMENTS = {"gates.yaml"}
+CONTROLS = "experiments.controls"
 
 
 def names() -> list[str]:
@@ -25,7 +26,7 @@ def resolve(target: str) -> Path:
             raise ConfigError(f"experiment file {target!r} not found")
         return candidate.resolve()
     path = CATALOG / f"{target}.yaml"
-    if target in NOT_EXPERIMENTS or not path.is_file():
+    if path.name in NOT_EXPERIMENTS or not path.is_file():
         raise ConfigError(f"unknown experiment {target!r} (catalog: {', '.join(names())})")
     return path
 
@@ -46,6 +47,14 @@ def load(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: invalid experiment: {exc}") from exc
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{path}: cannot load experiment: {exc}") from exc
+    if not experiment.get("method"):
+        raise ConfigError(f"{path}: method: at least one action is required")
+    modules = [(c.get("provider") or {}).get("module") for c in experiment.get("controls") or []]
+    if CONTROLS not in modules:
+        raise ConfigError(
+            f"{path}: controls: a drill needs the {CONTROLS!r} control (it drives the load "
+            "and the measurement); see experiments/region-kill.yaml"
+        )
     return experiment
 
 

@@ -447,7 +447,9 @@ def run(
         click.echo("")
         click.echo(f"{d['experiment']}: {d['verdict']}")
         click.echo(f"scorecard: {d['scorecard']}")
-        if d["interrupted"]:
+        for breach in d["guardrails"]:
+            click.echo(f"guardrail breached: {breach['message']}")
+        if d["interrupted"] or d["guardrails"]:
             click.echo("the drill was interrupted; every fault was rolled back")
 
     _emit(data, as_json, human)

@@ -104,7 +104,13 @@ def configure_control(
     time_limit_seconds: float = 300.0,
     **_: Any,
 ) -> None:
-    """Remember the drill's settings for the other controls."""
+    """Remember the drill's settings for the other controls.
+
+    `GAMEDAY_BASELINE_SECONDS` and `GAMEDAY_OBSERVE_SECONDS` in the environment override
+    the experiment's baseline and observation window (quick runs, e.g. in tests).
+    """
+    baseline_seconds = float(os.environ.get("GAMEDAY_BASELINE_SECONDS", baseline_seconds))
+    observe_seconds = float(os.environ.get("GAMEDAY_OBSERVE_SECONDS", observe_seconds))
     _STATE.clear()
     _STATE["drill"] = _Drill(
         run_dir=_run_dir(configuration),

@@ -249,7 +249,12 @@ def verdict_exit_code(verdict: str) -> int:
 
 
 def describe(result: DrillResult) -> dict[str, Any]:
+    guardrails = []
+    for run_dir in result.run_dirs:
+        with contextlib.suppress(OSError, ValueError):
+            guardrails.append(json.loads((run_dir / "guardrail.json").read_text()))
     return {
+        "guardrails": guardrails,
         "experiment": result.experiment,
         "verdict": result.verdict,
         "scorecard": str(result.scorecard),

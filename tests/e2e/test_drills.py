@@ -1,0 +1,212 @@
+"""Whole drills on the local platform, as users run them (`gameday run …`).
+
+Each test gets a fresh state folder (its own world); each asserts that the fault had
+its effect, then what the drill must show. `GAMEDAY_KEEP_WORLD=1` keeps a reused world
+up after a failure for debugging.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from infra.local import world
+from tests.conftest import REPO, needs_world
+
+pytestmark = [needs_world, pytest.mark.world, pytest.mark.slow]
+GAMEDAY = [sys.executable, "-m", "experiments.cli"]
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "gd"
+    path.mkdir()
+    yield path
+    world.down(path)  # whatever a test left, nothing survives it
+
+
+def _env(home: Path, **extra: str) -> dict[str, str]:
+    return {**os.environ, "GAMEDAY_HOME": str(home), **extra}
+
+
+def _gameday(home: Path, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*GAMEDAY, *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=_env(home, **extra),
+        timeout=420,
+        check=False,
+    )
+
+
+def _drill(home: Path, experiment: str, *args: str, **extra: str) -> tuple[int, dict[str, Any]]:
+    done = _gameday(home, "run", experiment, "--json", *args, **extra)
+    assert done.stdout.strip(), done.stderr[-3000:]
+    return done.returncode, json.loads(done.stdout)
+
+
+def _measurements(result: dict[str, Any]) -> dict[str, Any]:
+    run_dir = Path(result["run_dirs"][0])
+    return dict(json.loads((run_dir / "measurements.json").read_text()))
+
+
+def _entry(entries: list[dict[str, Any]], **match: Any) -> dict[str, Any]:
+    return next(e for e in entries if all(e.get(k) == v for k, v in match.items()))
+
+
+def _world_gone(home: Path) -> None:
+    assert world.read_info(home) is None
+    leftovers = subprocess.run(
+        ["pgrep", "-f", str(home)], capture_output=True, text=True, check=False
+    ).stdout.split()
+    assert leftovers == []
+
+
+def test_region_kill_passes_its_gates(home: Path) -> None:
+    code, result = _drill(home, "region-kill")
+    assert (code, result["verdict"]) == (0, "PASS"), result
+    doc = _measurements(result)
+    us = _entry(doc["rto"], kind="all", residency="us")
+    assert us["impact"] and us["recovered"] and 0 < us["rto_seconds"] < 60  # it did hurt
+    eu = _entry(doc["rto"], kind="all", residency="eu")
+    assert eu["impact"] is False  # and only where it should
+    prom = _entry(doc["rto_prometheus"], residency="us")
+    assert prom["status"] == "ok" and prom["mismatch"] is False
+    assert abs(prom["rto_seconds"] - us["rto_seconds"]) <= prom["mismatch_bound_seconds"]
+    assert all(r["status"] == "ok" for r in doc["rpo"])
+    card = json.loads((Path(result["run_dirs"][0]) / "scorecard.json").read_text())
+    assert card["verdict"] == "PASS"
+    _world_gone(home)
+
+
+def test_network_partition_reports_writes_lost_after_the_fault(home: Path) -> None:
+    code, result = _drill(home, "network-partition")
+    assert (code, result["verdict"]) == (1, "FAIL"), result
+    eu = _entry(_measurements(result)["rpo"], residency="eu")
+    # The isolated old primary acknowledged writes its clients still sent it; healing
+    # the partition made it a replica and those writes vanished: the split brain.
+    assert eu["status"] == "ok" and eu["lost_after_fault"] > 0
+    assert eu["lost"] >= eu["lost_after_fault"] and eu["rpo_seconds"] > 0
+    card = json.loads((Path(result["run_dirs"][0]) / "scorecard.json").read_text())
+    failed = {g["id"] for g in card["gates"] if g["verdict"] == "FAIL"}
+    assert "lost_after_fault[eu]" in failed
+    _world_gone(home)
+
+
+def test_replica_corruption_passes_when_the_platform_verifies(home: Path) -> None:
+    code, result = _drill(home, "replica-corruption")
+    assert (code, result["verdict"]) == (0, "PASS"), result
+    detect = [e for e in _measurements(result)["integrity"] if e["check"] == "time-to-detect"]
+    assert {e["fault"] for e in detect} == {"corrupt-model", "corrupt-features"}
+    assert all(e["detected"] for e in detect)
+
+
+def test_replica_corruption_fails_when_the_platform_does_not_verify(home: Path) -> None:
+    up = _gameday(
+        home,
+        "testbed",
+        "up",
+        "--no-verify-model-digest",
+        "--no-verify-features",
+        "--router-port",
+        "0",
+        "--prometheus-port",
+        "0",
+        "--stats-port",
+        "0",
+    )
+    assert up.returncode == 0, up.stderr
+    code, result = _drill(home, "replica-corruption", "--reuse-testbed")
+    assert (code, result["verdict"]) == (1, "FAIL"), result
+    wrong = [e for e in _measurements(result)["integrity"] if e["check"] == "wrong-answers"]
+    assert sum(e["wrong_answers"] for e in wrong) > 0  # the probes caught it
+    status = json.loads(_gameday(home, "testbed", "status", "--json").stdout)
+    assert status["faults"] == []  # the rollbacks repaired both replicas
+
+
+def test_a_guardrail_breach_aborts_and_rolls_back(home: Path, tmp_path: Path) -> None:
+    doc = yaml.safe_load((REPO / "experiments" / "region-kill.yaml").read_text())
+    control = doc["controls"][0]["provider"]["arguments"]
+    # Guard the very jurisdiction the drill hurts: the plan is exceeded at once.
+    control.update(guard_jurisdictions="us", guard_error_ratio=0.001)
+    experiment = tmp_path / "breach.yaml"
+    experiment.write_text(yaml.safe_dump(doc, sort_keys=False))
+    code, result = _drill(home, str(experiment), GAMEDAY_OBSERVE_SECONDS="60")
+    assert code == 1 and result["verdict"] == "FAIL", result
+    assert result["guardrails"] and result["guardrails"][0]["guardrail"] == "blast-radius"
+    run_dir = Path(result["run_dirs"][0])
+    journal = json.loads((run_dir / "journal.json").read_text())
+    assert journal["status"] == "interrupted"
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    assert [e["type"] for e in events] == ["fault", "revert"]  # rolled back
+    # Aborted well before the 60 s observation window would have ended.
+    assert result["phases_seconds"]["drill 1"] < 60
+    _world_gone(home)
+
+
+def _interrupt_during_the_fault(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.Popen(
+        [*GAMEDAY, "run", "region-kill", *args],
+        cwd=REPO,
+        env=_env(home, GAMEDAY_OBSERVE_SECONDS="120"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    seen: list[str] = []
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        seen.append(line)
+        if "[observe] t+" in line:  # the fault is in effect
+            proc.send_signal(signal.SIGINT)
+            time.sleep(0.3)
+            proc.send_signal(signal.SIGINT)  # a second Ctrl-C must not skip the rollbacks
+            break
+    else:
+        proc.kill()
+    out, err = proc.communicate(timeout=180)
+    assert any("[observe] t+" in s for s in seen), "".join(seen)[-3000:]
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, "".join(seen) + err)
+
+
+def test_sigint_during_the_fault_leaves_the_platform_whole(home: Path) -> None:
+    up = _gameday(
+        home, "testbed", "up", "--router-port", "0", "--prometheus-port", "0", "--stats-port", "0"
+    )
+    assert up.returncode == 0, up.stderr
+    done = _interrupt_during_the_fault(home, "--reuse-testbed")
+    assert done.returncode != 0, done.stderr[-2000:]
+    status = json.loads(_gameday(home, "testbed", "status", "--json").stdout)
+    assert status["faults"] == []
+    assert all(state == "running" for r in status["regions"] for state in r["processes"].values())
+    assert set(status["primaries"]) == {"us", "eu"} and all(status["primaries"].values())
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        status = json.loads(_gameday(home, "testbed", "status", "--json").stdout)
+        if all(r["router"].startswith("UP") for r in status["regions"]):
+            break
+        time.sleep(1)
+    assert all(r["router"].startswith("UP") for r in status["regions"]), status["regions"]
+
+
+def test_sigint_during_the_fault_leaves_nothing_behind(home: Path) -> None:
+    done = _interrupt_during_the_fault(home)
+    assert done.returncode != 0
+    assert "rolling back" in done.stderr
+    _world_gone(home)

@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from experiments import catalog
+from infra.errors import ConfigError
+from tests.conftest import REPO
+
+GAMEDAY = [sys.executable, "-m", "experiments.cli"]
+
+
+def test_the_catalog() -> None:
+    assert catalog.names() == ["gameday", "network-partition", "region-kill", "replica-corruption"]
+
+
+@pytest.mark.parametrize("name", catalog.names())
+def test_every_experiment_is_valid_and_rolls_back(name: str) -> None:
+    experiment = catalog.load(catalog.resolve(name))
+    assert experiment["controls"][0]["provider"]["module"] == "experiments.controls"
+    rollbacks = [r["provider"]["func"] for r in experiment["rollbacks"]]
+    assert rollbacks == ["revert_all"]
+    tolerances = {
+        p["name"]: p["tolerance"]["range"] for p in experiment["steady-state-hypothesis"]["probes"]
+    }
+    # The hypothesis after the fault holds the platform's targets (the default gates).
+    assert tolerances["rto-below-60s"] == [0, 60]
+    assert tolerances["rpo-below-300s"] == [0, 300]
+    assert tolerances["no-write-lost-after-the-fault"] == [0, 0]
+    assert tolerances["no-wrong-answer"] == [0, 0]
+    for action in experiment["method"]:
+        args = action["provider"].get("arguments", {})
+        assert action["provider"]["func"] in ("revert_all", "heal_partition") or args
+
+
+def test_chaos_validate_accepts_the_catalog() -> None:
+    chaos = Path(sys.executable).with_name("chaos")
+    for name in catalog.names():
+        done = subprocess.run(
+            [str(chaos), "validate", str(catalog.resolve(name))],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_unknown_names_and_files() -> None:
+    with pytest.raises(ConfigError, match=r"unknown experiment 'meteor'.*region-kill"):
+        catalog.resolve("meteor")
+    with pytest.raises(ConfigError, match=r"unknown experiment 'gates'"):
+        catalog.resolve("gates")
+    with pytest.raises(ConfigError, match="not found"):
+        catalog.resolve("nowhere/x.yaml")
+
+
+def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*GAMEDAY, "run", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "GAMEDAY_HOME": str(tmp_path / "h")},
+        timeout=60,
+        check=False,
+    )
+
+
+def test_bad_drill_input_is_exit_2_and_starts_nothing(tmp_path: Path) -> None:
+    unknown = _run(tmp_path, "meteor")
+    assert unknown.returncode == 2 and "unknown experiment 'meteor'" in unknown.stderr
+    invalid = tmp_path / "bad.yaml"
+    invalid.write_text(yaml.safe_dump({"title": "t", "description": "d", "method": []}))
+    bad = _run(tmp_path, str(invalid))
+    assert bad.returncode == 2 and f"{invalid}: method: at least one action" in bad.stderr
+    no_controls = tmp_path / "plain.yaml"
+    plain = yaml.safe_load((REPO / "experiments" / "region-kill.yaml").read_text())
+    del plain["controls"]
+    no_controls.write_text(yaml.safe_dump(plain))
+    uncontrolled = _run(tmp_path, str(no_controls))
+    assert uncontrolled.returncode == 2 and "experiments.controls" in uncontrolled.stderr
+    gates = tmp_path / "gates.yaml"
+    gates.write_text("version: 1\ngates:\n  rto_seconds:\n    less_than: soon\n")
+    wrong_gates = _run(tmp_path, "region-kill", "--gates", str(gates))
+    assert wrong_gates.returncode == 2 and str(gates) in wrong_gates.stderr
+    assert "rto_seconds" in wrong_gates.stderr
+    repeat = _run(tmp_path, "region-kill", "--repeat", "0")
+    assert repeat.returncode == 2 and "--repeat 0" in repeat.stderr
+    for done in (unknown, bad, uncontrolled, wrong_gates, repeat):
+        assert "Traceback" not in done.stderr
+    assert not (tmp_path / "h" / "world").exists()  # no world was started
