@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import platform
 import signal
 import subprocess
@@ -116,12 +117,29 @@ def _forwarding(child: subprocess.Popen[bytes], say: Say) -> Iterator[list[int]]
             say(f"{signal.Signals(signum).name}: asking the drill to roll back")
         else:
             say("still rolling back; the world is removed after that")
+        # To the whole group: nsenter ignores it (see `_shielded`), the drill handles it.
         with contextlib.suppress(ProcessLookupError):
-            child.send_signal(signal.SIGINT if signum == signal.SIGINT else signal.SIGTERM)
+            os.killpg(child.pid, signal.SIGINT if signum == signal.SIGINT else signal.SIGTERM)
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield received
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@contextlib.contextmanager
+def _shielded() -> Iterator[None]:
+    """Ignore SIGINT/SIGTERM while spawning: the child inherits the ignored dispositions.
+
+    nsenter forks the drill into the world's PID namespace and waits; killed by a
+    signal, it would leave us believing the drill ended while it still rolls back. The
+    drill installs its own handlers, so ignoring at exec does not make it deaf.
+    """
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
@@ -142,7 +160,8 @@ def _run_inside(experiment: Path, run_dir: Path, base: Path | None, say: Say) ->
         base=base,
     )
     # Its own process group: a terminal's Ctrl-C reaches only us, and we decide.
-    child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True)
+    with _shielded():
+        child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True)
     with _forwarding(child, say) as received:
         while True:
             try:
