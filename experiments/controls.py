@@ -308,6 +308,12 @@ def before_method_control(
     drill = _drill(configuration)
     drill.started = time.time()
     _say(f"run directory {drill.run_dir}")
+    world_json = drill.run_dir / "world.json"
+    name = (configuration or {}).get("gameday_experiment")
+    if name and not world_json.exists():
+        # `gameday run` writes a full one; a plain `chaos run` gets at least the name the
+        # scorecard's per-experiment gates are keyed by.
+        world_json.write_text(json.dumps({"experiment": name, "platform": "local"}) + "\n")
     _start_load(drill, configuration)
     watcher = threading.Thread(target=_watch, args=(drill, _prometheus(configuration)), daemon=True)
     watcher.start()

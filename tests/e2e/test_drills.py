@@ -210,3 +210,35 @@ def test_sigint_during_the_fault_leaves_nothing_behind(home: Path) -> None:
     assert done.returncode != 0
     assert "rolling back" in done.stderr
     _world_gone(home)
+
+
+def test_plain_chaos_run_inside_a_running_testbed(home: Path, tmp_path: Path) -> None:
+    up = _gameday(
+        home, "testbed", "up", "--router-port", "0", "--prometheus-port", "0", "--stats-port", "0"
+    )
+    assert up.returncode == 0, up.stderr
+    run_dir = tmp_path / "manual"
+    journal = tmp_path / "journal.json"
+    chaos = str(Path(sys.executable).with_name("chaos"))
+    done = _gameday(
+        home,
+        "testbed",
+        "exec",
+        "--",
+        chaos,
+        "run",
+        "--journal-path",
+        str(journal),
+        str(REPO / "experiments" / "region-kill.yaml"),
+        GAMEDAY_RUN_DIR=str(run_dir),
+        GAMEDAY_EVENTS=str(run_dir / "events.jsonl"),
+        GAMEDAY_BASELINE_SECONDS="8",
+        GAMEDAY_OBSERVE_SECONDS="25",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(journal.read_text())
+    assert result["status"] == "completed" and result["deviated"] is False
+    assert (run_dir / "measurements.json").exists()
+    # The manual run scores like any other.
+    scored = _gameday(home, "scorecard", str(run_dir), "--no-history", "--json")
+    assert scored.returncode == 0, scored.stdout[-2000:]

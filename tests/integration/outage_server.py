@@ -37,7 +37,7 @@ class Answered:
 
     at: float  # arrival: epoch s, when its status was decided and counted
     residency: str
-    status: int
+    status: int  # 503 (the outage) or 200 (served; a write is answered 201)
 
 
 class _Quiet(ThreadingHTTPServer):
