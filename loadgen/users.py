@@ -70,7 +70,12 @@ class _GamedayUser(FastHttpUser):
         rate = _active.mix[self.kind].rate
         if rate <= 0:
             return 0.0
-        return max(0.0, self._last_task + 1.0 / rate - time.monotonic())
+        period = 1.0 / rate
+        wait = self._last_task + period - time.monotonic()
+        # A user that fell behind (a slow answer, a stall of the event loop) resumes at
+        # a random point of its period rather than at once: otherwise every late user
+        # fires together and the users fall into lockstep, which coarsens the timeline.
+        return wait if wait > 0 else random.uniform(0.0, period / 2)
 
 
 class PredictUser(_GamedayUser):

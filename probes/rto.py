@@ -92,13 +92,20 @@ def window_health(
 
 
 def earliest_stable(
-    starts: FloatArray, healthy: BoolArray, t_from: float, stability: float, horizon: float
+    starts: FloatArray,
+    healthy: BoolArray,
+    t_from: float,
+    stability: float,
+    horizon: float,
+    ok: BoolArray | None = None,
 ) -> int | None:
     """Index of the earliest start >= `t_from` whose next `stability` seconds are healthy.
 
     Every window starting in `[s, s + stability]` must be healthy, and
-    `s + stability <= horizon` (the last window that can be judged). None when no start
-    qualifies.
+    `s + stability <= horizon` (the last window that can be judged). With `ok`, the
+    request at `s` must itself have succeeded: in a dense window the last failure alone
+    keeps the ratio above the threshold, and recovery is not *at* a failed request.
+    None when no start qualifies.
     """
     first = int(np.searchsorted(starts, t_from, side="left"))
     if first >= len(starts):
@@ -108,6 +115,8 @@ def earliest_stable(
     lo = np.searchsorted(starts, cand, side="left")
     hi = np.searchsorted(starts, cand + stability, side="right")
     valid = (bad_cum[hi] - bad_cum[lo] == 0) & (cand + stability <= horizon)
+    if ok is not None:
+        valid &= ok[first:]
     hits = np.flatnonzero(valid)
     return first + int(hits[0]) if hits.size else None
 
@@ -173,7 +182,7 @@ def rto_of(
             f"requests: the request rate is too low for W = {window:g} s",
             **base,
         )
-    idx = earliest_stable(t, healthy, fault_at, stability, until - window)
+    idx = earliest_stable(t, healthy, fault_at, stability, until - window, good)
     if not (~good).any():
         # Not one failed request after the fault: no impact, however thin the traffic
         # got (a hung platform still shows, as timed-out requests fail at their start).
@@ -189,6 +198,10 @@ def rto_of(
     # Brownout: r(u) held from one request start to the next, summed where unhealthy.
     nxt = np.minimum(np.append(t[1:], stop), stop)[:n_stop]
     brownout = float(np.sum((nxt - t[:n_stop])[~healthy[:n_stop]]))
+    if n_stop and not healthy[0]:
+        # From the fault to the first request after it, the ratio was already the first
+        # window's (the window starting just before the fault holds its failures).
+        brownout += float(t[0] - fault_at)
     if not impact:
         recovered_at: float | None = fault_at
         rto: float | None = 0.0

@@ -150,7 +150,9 @@ def test_a_guardrail_breach_aborts_and_rolls_back(home: Path, tmp_path: Path) ->
     control.update(guard_jurisdictions="us", guard_error_ratio=0.001)
     experiment = tmp_path / "breach.yaml"
     experiment.write_text(yaml.safe_dump(doc, sort_keys=False))
-    code, result = _drill(home, str(experiment), GAMEDAY_OBSERVE_SECONDS="60")
+    code, result = _drill(
+        home, str(experiment), GAMEDAY_OBSERVE_SECONDS="60", GAMEDAY_BASELINE_SECONDS="8"
+    )
     assert code == 1 and result["verdict"] == "FAIL", result
     assert result["guardrails"] and result["guardrails"][0]["guardrail"] == "blast-radius"
     run_dir = Path(result["run_dirs"][0])
@@ -167,7 +169,7 @@ def _interrupt_during_the_fault(home: Path, *args: str) -> subprocess.CompletedP
     proc = subprocess.Popen(
         [*GAMEDAY, "run", "region-kill", *args],
         cwd=REPO,
-        env=_env(home, GAMEDAY_OBSERVE_SECONDS="120"),
+        env=_env(home, GAMEDAY_OBSERVE_SECONDS="120", GAMEDAY_BASELINE_SECONDS="8"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

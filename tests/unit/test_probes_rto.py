@@ -261,3 +261,24 @@ def test_thin_traffic_without_a_failure_is_no_impact() -> None:
     ok2[np.searchsorted(starts, FAULT + 2.0)] = False
     hit = rto_of(starts[keep], ok2[keep], latency[keep], FAULT, float(starts[-1]), RtoParams())
     assert hit["impact"] is True and hit["rto_seconds"] == 2.125
+
+
+def test_dense_traffic_recovers_at_the_first_good_request() -> None:
+    # 256 requests a second: the window starting at the last failed request holds one
+    # failure in 256 (ratio above 0.99), yet recovery is at the next request, not at it.
+    dt = 1 / 256
+    starts, ok, latency = stream([(10, 15)], dt=dt)
+    result = rto_of(starts, ok, latency, FAULT, float(starts[-1]), RtoParams())
+    assert result["recovered_at"] == T0 + 15.0
+    assert result["rto_seconds"] == 5.0
+    assert result["failed"] == 5 * 256
+    assert result["last_failure_at"] == pytest.approx(T0 + 15.0 - dt, abs=1e-6)
+
+
+def test_brownout_counts_from_the_fault_to_the_first_request() -> None:
+    # The fault lands half-way between two request starts.
+    starts, ok, latency = stream([(10, 15)])
+    fault = FAULT - DT / 2
+    result = rto_of(starts, ok, latency, fault, float(starts[-1]), RtoParams())
+    assert result["rto_seconds"] == 5.0 + DT / 2
+    assert result["brownout_seconds"] == 5.0 + DT / 2
