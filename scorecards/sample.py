@@ -19,6 +19,20 @@ import pandas as pd
 REGIONS = {"us": ("us-east", "us-west"), "eu": ("eu-west", "eu-central")}
 T0 = 1_795_000_000.0
 
+# The platform targets as a gates document: the base the tests and examples start from.
+TARGET_GATES = """
+version: 1
+gates:
+  rto_seconds: {less_than: 60}
+  rpo_seconds: {less_than: 300}
+  lost_after_fault: {at_most: 0}
+  residency_violations: {at_most: 0}
+  wrong_answers: {at_most: 0}
+  error_budget: {at_most: 0.2}
+  p99_latency_ms: {at_most: 2000}
+  time_to_detect_seconds: {at_most: 30, enabled: false}
+"""
+
 
 def sample_measurements(
     fault_at: float,

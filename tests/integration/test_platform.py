@@ -230,3 +230,65 @@ def test_unknown_region_is_a_config_error(w: LocalWorld) -> None:
     with pytest.raises(ConfigError, match="unknown region 'mars-1'"):
         w.fault("kill-region", region="mars-1")
     assert isinstance(w.base, Path)
+
+
+def test_the_load_generator_on_the_platform(w: LocalWorld, tmp_path: Path) -> None:
+    import os
+    import sys
+    import urllib.parse
+    import urllib.request
+
+    import pyarrow.parquet as pq
+
+    world_dir = w.base / "world"
+    out = tmp_path / "load"
+    sd_file = world_dir / "nodes" / "edge" / "loadgen-targets" / "itest.json"
+    argv = world.exec_argv(
+        [
+            sys.executable,
+            "-m",
+            "experiments.cli",
+            "load",
+            "--host",
+            "http://10.200.0.2:8080",
+            "--users",
+            "8",
+            "--duration",
+            "8",
+            "--out",
+            str(out),
+            "--metrics-port",
+            "9647",
+            "--prometheus-sd-file",
+            str(sd_file),
+            "--json",
+        ],
+        base=w.base,
+        node="edge",
+    )
+    env = {**os.environ, "GAMEDAY_GOLDEN": str(world_dir / "registry" / "golden.json")}
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    query = urllib.parse.urlencode({"query": "sum(gameday_load_requests_total)"})
+    url = f"{w.info.urls['prometheus_url']}/api/v1/query?{query}"
+
+    def scraped() -> bool:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            result = json.loads(response.read())["data"]["result"]
+        return bool(result) and float(result[0]["value"][1]) > 0
+
+    # The global Prometheus finds the generator through its file_sd target and scrapes it.
+    seen = _until(scraped, 12, 0.5)
+    stdout, stderr = proc.communicate(timeout=90)
+    assert proc.returncode == 0, stderr[-2000:]
+    assert seen is not None
+    load = json.loads(stdout)
+    rows = pq.read_table(out / "timeline.parquet").to_pylist()
+    assert len(rows) == load["requests"] == load["locust_requests"] > 100
+    jurisdiction = {r["name"]: r["jurisdiction"] for r in w.status()["regions"]}
+    answered = [r for r in rows if r["ok"] and r["kind"] in ("predict", "canary")]
+    assert answered and all(jurisdiction[r["region"]] == r["residency"] for r in answered)
+    canaries = [r for r in answered if r["kind"] == "canary"]
+    assert canaries and all(r["correct"] for r in canaries)  # a healthy platform is right
+    assert not sd_file.exists()  # the generator deregistered itself

@@ -8,21 +8,11 @@ import pytest
 
 from infra.errors import ConfigError
 from scorecards.gates import load_gates, parse_gates
+from scorecards.sample import TARGET_GATES
 
 REPO = Path(__file__).resolve().parents[2]
 
-BASE = """
-version: 1
-gates:
-  rto_seconds: {less_than: 60}
-  rpo_seconds: {less_than: 300}
-  lost_after_fault: {at_most: 0}
-  residency_violations: {at_most: 0}
-  wrong_answers: {at_most: 0}
-  error_budget: {at_most: 0.2}
-  p99_latency_ms: {at_most: 2000}
-  time_to_detect_seconds: {at_most: 30, enabled: false}
-"""
+BASE = TARGET_GATES
 
 
 def test_the_shipped_gates_file_holds_the_platform_targets() -> None:

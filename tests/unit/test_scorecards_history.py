@@ -15,21 +15,10 @@ from scorecards.gates import parse_gates
 from scorecards.history import SCHEMA_VERSION, connect, migrate, record, runs_since, schema_version
 from scorecards.report import DAY, report
 from scorecards.rundir import load_run
-from scorecards.sample import edit_measurements, write_sample_run
+from scorecards.sample import TARGET_GATES, edit_measurements, write_sample_run
 
 GATES = parse_gates(
-    """
-version: 1
-gates:
-  rto_seconds: {less_than: 60}
-  rpo_seconds: {less_than: 300}
-  lost_after_fault: {at_most: 0}
-  residency_violations: {at_most: 0}
-  wrong_answers: {at_most: 0}
-  error_budget: {at_most: 0.2}
-  p99_latency_ms: {at_most: 2000}
-  time_to_detect_seconds: {at_most: 30, enabled: false}
-""",
+    TARGET_GATES,
     Path("gates.yaml"),
 )
 START = 1_795_000_000.0

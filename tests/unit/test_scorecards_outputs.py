@@ -18,7 +18,7 @@ import xmlschema
 from scorecards.evaluate import Verdict
 from scorecards.gates import parse_gates
 from scorecards.manifest import verify
-from scorecards.sample import write_sample_run
+from scorecards.sample import TARGET_GATES, write_sample_run
 from scorecards.scoring import Scored, score
 
 REPO = Path(__file__).resolve().parents[2]
@@ -26,20 +26,12 @@ GOLDEN = REPO / "tests" / "golden"
 SCHEMA = REPO / "scorecards" / "scorecard.schema.json"
 T = 1_795_000_500.0
 
-GATES = """
-version: 1
-gates:
-  rto_seconds: {less_than: 60}
-  rpo_seconds: {less_than: 300}
-  lost_after_fault: {at_most: 0}
-  residency_violations: {at_most: 0}
-  wrong_answers: {at_most: 0}
-  error_budget: {at_most: 0.2}
-  p99_latency_ms: {at_most: 2000}
-  time_to_detect_seconds: {at_most: 30, enabled: false}
-jurisdictions:
+GATES = (
+    TARGET_GATES
+    + """jurisdictions:
   eu: {rto_seconds: {less_than: 45}}
 """
+)
 
 
 def check_golden(name: str, text: str) -> None:
