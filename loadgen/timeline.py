@@ -125,7 +125,7 @@ def row_from_request(
 ) -> Row:
     """One timeline row from what Locust's `request` event carries. `context` holds what
     the user sent: `kind`, `residency`, and `client`/`seq` (writes) or `expected`
-    (canaries). The score is parsed only from 2xx answers to predictions and canaries.
+    (canaries). The score is parsed only from 2xx answers to canaries.
     (The hot path of the recorder: a few µs per request.)"""
     kind: str = context["kind"]
     ok = exception is None and 200 <= status < 300
@@ -133,7 +133,9 @@ def row_from_request(
     score: float | None = None
     if not ok:
         error = f"{type(exception).__name__}: {exception}"[:300] if exception else f"http {status}"
-    elif kind != "write" and content:
+    elif kind == "canary" and content:
+        # Only canaries need their answer read: parsing every prediction's body would
+        # cost the recorder more than everything else it does.
         try:
             value = json.loads(content)["score"]
         except (ValueError, KeyError, TypeError):

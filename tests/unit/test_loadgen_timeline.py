@@ -61,7 +61,7 @@ def test_a_prediction_row() -> None:
         "eu",
         "eu-west",
         "sha256:abc",
-        0.75,
+        None,  # a prediction's body is not parsed
         None,
         None,
         None,
