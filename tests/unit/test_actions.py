@@ -47,3 +47,18 @@ def test_chaostoolkit_discovers_the_actions() -> None:
     kill = next(a for a in found if a["name"] == "kill_region")
     assert kill["type"] == "action"
     assert [arg["name"] for arg in kill["arguments"]] == ["region"]
+
+
+def test_gameday_discover_lists_every_action_and_probe() -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from experiments.cli import main
+
+    result = CliRunner().invoke(main, ["discover", "--json"])
+    assert result.exit_code == 0, result.output
+    found = {(a["type"], a["mod"], a["name"]) for a in json.loads(result.output)["activities"]}
+    assert {("action", "infra.actions", name) for name in actions.__all__} <= found
+    assert ("probe", "probes.rto", "client_rto") in found
+    assert ("probe", "probes.steady_state", "measured") in found
