@@ -100,6 +100,9 @@ def distribution(values: Sequence[float], confidence: float = 0.95) -> Distribut
     )
 
 
+RULE_OF_THREE_MIN_N = 10
+
+
 def _pct(ratio: float) -> str:
     return f"{ratio * 100:.1f} %"
 
@@ -109,11 +112,19 @@ def statements(n: int, failures: int) -> list[str]:
     if n == 0:
         return ["No drill in the window: nothing can be said."]
     out: list[str] = []
-    if failures == 0:
+    if failures == 0 and n >= RULE_OF_THREE_MIN_N:
         out.append(
-            f"0 failures in {n} drill{'s' if n != 1 else ''}: with 95 % confidence the "
+            f"0 failures in {n} drills: with 95 % confidence the "
             f"failure rate is below 3/{n} = {_pct(3 / n)} (rule of three; exact bound "
             f"{_pct(failure_rate_upper_bound(0, n))})."
+        )
+    elif failures == 0:
+        # 3/n is only a good approximation of the exact bound for larger n (and above
+        # 100 % for n < 3): say the exact figure and what it would take.
+        out.append(
+            f"0 failures in {n} drill{'s' if n != 1 else ''}: with 95 % confidence the "
+            f"failure rate is below {_pct(failure_rate_upper_bound(0, n))} (exact binomial "
+            f"bound; the rule of three, 3/n, holds from about {RULE_OF_THREE_MIN_N} drills)."
         )
     else:
         out.append(

@@ -104,7 +104,8 @@ def test_report_statistics_freshness_and_statements(tmp_path: Path) -> None:
     assert 10.0 <= us.rto.ci_low < 25.0 < us.rto.ci_high <= 40.0
     assert us.age_days == pytest.approx(1.0)
     assert us.statements[0].startswith(
-        "0 failures in 4 drills: with 95 % confidence the failure rate is below 3/4 = 75.0 %"
+        "0 failures in 4 drills: with 95 % confidence the failure rate is below 52.7 % "
+        "(exact binomial bound; the rule of three, 3/n, holds from about 10 drills)"
     )
     assert "only 19 % confidence; it takes 59 drills" in us.statements[1]
     text = (out / "report.md").read_text()
@@ -171,3 +172,16 @@ def test_percentile_and_bootstrap_exact_values() -> None:
     low, high = stats.bootstrap_ci([10.0, 20.0, 30.0, 40.0])
     assert (low, high) == stats.bootstrap_ci([10.0, 20.0, 30.0, 40.0])  # seeded: repeatable
     assert 10.0 <= low < 25.0 < high <= 40.0
+
+
+@pytest.mark.parametrize(
+    ("n", "expected"),
+    [
+        pytest.param(1, "below 95.0 % (exact binomial bound", id="one-drill"),
+        pytest.param(20, "below 3/20 = 15.0 % (rule of three; exact bound 13.9 %)", id="twenty"),
+    ],
+)
+def test_what_zero_failures_can_show(n: int, expected: str) -> None:
+    from scorecards.stats import statements
+
+    assert expected in statements(n, 0)[0]
