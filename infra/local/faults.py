@@ -42,6 +42,7 @@ __all__ = [
 
 DEFAULT_CORRUPT_FEATURES = 100
 READY_TIMEOUT = 30.0
+SENTINEL_LEARN_TIMEOUT = 15.0
 
 
 def _region(sup: Supervisor, name: str) -> Region:
@@ -141,15 +142,27 @@ def restore_region(sup: Supervisor, region: str) -> dict[str, Any]:
     reverted_at = time.time()
     sup.start_region(target)
     ready_at = _wait_ready(sup, region)
+    role = stores.role(sup.address(region), sup.password)
+    known = None
+    if role == "slave":
+        # Back for good only once the sentinels could promote it again: they learn a
+        # replica from the primary's INFO, every 10 s.
+        address = sup.address(region)
+        others = [sup.address(r.name) for r in sup.topology.regions if r.name != region]
+        known = stores.wait_until(
+            lambda: all(
+                address in stores.good_replicas(s, sup.password, target.jurisdiction)
+                for s in others
+            ),
+            SENTINEL_LEARN_TIMEOUT,
+            0.5,
+        )
     return _reverted(
         sup,
         "kill-region",
         region,
         reverted_at,
-        {
-            "ready_at": ready_at,
-            "store_role": stores.role(sup.address(region), sup.password),
-        },
+        {"ready_at": ready_at, "store_role": role, "sentinels_know_replica": known},
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import redis
 from redis.backoff import NoBackoff
@@ -104,16 +104,39 @@ def current_primary(sentinels: Sequence[str], password: str, group: str) -> str 
     return votes.most_common(1)[0][0]
 
 
-def sentinel_ready(address: str, password: str, groups: Sequence[str], peers: int) -> bool:
-    """True when this sentinel monitors every group and has met `peers` other sentinels."""
+def good_replicas(address: str, password: str, group: str) -> set[str]:
+    """Addresses of the replicas this sentinel could promote in `group` (known, up)."""
     conn = client(address, password, port=plan.SENTINEL_PORT)
     try:
-        for group in groups:
+        replicas = conn.sentinel_slaves(group)
+        return {
+            str(r.get("ip"))
+            for r in replicas
+            if isinstance(r, dict) and not r.get("is_sdown") and not r.get("is_disconnected")
+        }
+    except (redis.RedisError, OSError, ValueError):
+        return set()
+    finally:
+        conn.close()
+
+
+def sentinel_ready(address: str, password: str, groups: Mapping[str, int], peers: int) -> bool:
+    """True when this sentinel monitors every group, has met `peers` other sentinels and
+    knows each group's expected number of replicas.
+
+    A sentinel learns a group's replicas from the primary's INFO (every 10 s): one that
+    does not know them yet finds "no good replica" when the primary dies.
+    """
+    conn = client(address, password, port=plan.SENTINEL_PORT)
+    try:
+        for group, replicas in groups.items():
             info = conn.sentinel_master(group)
             if not isinstance(info, dict):
                 return False
             others = int(info.get("num-other-sentinels", 0))
             if others < peers or info.get("is_sdown") or info.get("is_odown"):
+                return False
+            if len(good_replicas(address, password, group)) < replicas:
                 return False
         return True
     except (redis.RedisError, OSError, ValueError):

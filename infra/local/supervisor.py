@@ -359,12 +359,8 @@ class Supervisor:
         for jurisdiction in self.topology.jurisdictions:
             address = self.address(self.topology.initial_primary(jurisdiction).name)
             stores.load_entities(address, self.password, jurisdiction, self.entities)
-        self.set_phase("starting sentinels, services, exporters, Prometheus, HAProxy")
-        for region in self.topology.regions:
-            for service in self.region_services(region)[1:]:
-                self.spawn(service)
-        for service in self._edge_services():
-            self.spawn(service)
+        # Replicas first: a sentinel learns them from the primary's INFO, which it reads
+        # as it starts and then only every 10 s.
         self.set_phase("waiting for replicas to sync")
         for region in self.topology.regions:
             if region.role == "replica":
@@ -375,19 +371,26 @@ class Supervisor:
                         stores.replication(a, self.password).get("master_link_status") == "up"
                     ),
                 )
+        self.set_phase("starting sentinels, services, exporters, Prometheus, HAProxy")
+        for region in self.topology.regions:
+            for service in self.region_services(region)[1:]:
+                self.spawn(service)
+        for service in self._edge_services():
+            self.spawn(service)
         self.set_phase("waiting for every service to be ready")
         for region in self.topology.regions:
             url = f"http://{self.address(region.name)}:{plan.SERVICE_PORT}/healthz"
             self._wait(f"the service in {region.name}", lambda u=url: self.http_ok(u), 60)
         self.set_phase("waiting for sentinels to meet")
         peers = len(self.topology.regions) - 1
+        replicas = {
+            j: len(self.topology.in_jurisdiction(j)) - 1 for j in self.topology.jurisdictions
+        }
         for region in self.topology.regions:
             addr = self.address(region.name)
             self._wait(
                 f"sentinel in {region.name}",
-                lambda a=addr: stores.sentinel_ready(
-                    a, self.password, self.topology.jurisdictions, peers
-                ),
+                lambda a=addr: stores.sentinel_ready(a, self.password, replicas, peers),
                 30,
             )
         self.set_phase("waiting for the router and Prometheus")

@@ -266,6 +266,13 @@ def test_the_load_generator_on_the_platform(w: LocalWorld, tmp_path: Path) -> No
         base=w.base,
         node="edge",
     )
+    # Every kind present even with few users (Locust splits users by weight).
+    profile = tmp_path / "profile.yaml"
+    profile.write_text(
+        "mix:\n  predict: {weight: 2, rate: 10}\n  write: {weight: 1, rate: 10}\n"
+        "  canary: {weight: 1, rate: 10}\n"
+    )
+    argv += ["--profile", str(profile)]
     env = {**os.environ, "GAMEDAY_GOLDEN": str(world_dir / "registry" / "golden.json")}
     proc = subprocess.Popen(
         argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
