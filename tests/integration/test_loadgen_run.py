@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from loadgen.profile import KindMix, Profile
 from loadgen.runner import LoadSettings, Progress, run
 from loadgen.stub import MODEL_DIGEST, REGIONS, running_stub, score_of
 from loadgen.timeline import SCHEMA, read_timeline
+from tests.integration.prometheus_process import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 # One wrong canary per jurisdiction: a canary user sticks to one residency.
@@ -37,13 +37,6 @@ def stub() -> Iterator[str]:
         *(a for w in WRONG for a in ("--wrong-canary", w)), "--fail-every", str(FAIL_EVERY)
     ) as url:
         yield url
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def _profile(users: int, duration: float, **kwargs: Any) -> Profile:
@@ -75,7 +68,7 @@ def _check_writes_have_no_gaps(table: pa.Table) -> int:
 
 
 def test_one_process_records_every_request_as_locust_counted_it(stub: str, tmp_path: Path) -> None:
-    metrics_port = _free_port()
+    metrics_port = free_port()
     sd_file = tmp_path / "sd" / "loadgen.json"
     seen: dict[str, Any] = {}
 
@@ -262,7 +255,7 @@ def test_the_locustfile_runs_on_its_own_headless(stub: str, tmp_path: Path) -> N
 
 
 def test_the_locustfile_serves_the_web_ui(stub: str, tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [
             *(_locust(), "-f", str(REPO / "loadgen" / "locustfile.py"), "--host", stub),

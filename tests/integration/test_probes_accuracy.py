@@ -29,9 +29,6 @@ min_requests = 5). One Prometheus and one server serve every outage length.
 from __future__ import annotations
 
 import json
-import shutil
-import socket
-import subprocess
 import time
 import urllib.parse
 import urllib.request
@@ -51,8 +48,8 @@ from probes.measure import Options, measure_run
 from probes.rto import RtoParams
 from probes.timeline import read_timeline
 from tests.integration.outage_server import OutageServer
+from tests.integration.prometheus_process import PROMETHEUS, running_prometheus
 
-PROMETHEUS = shutil.which("prometheus")
 SCRAPE = 1.0
 PARAMS = RtoParams(window_seconds=1.0, threshold=0.99, stability_seconds=3.0, min_requests=5)
 OUTAGES = (2.0, 4.0, 6.0)  # seconds: the true RTOs
@@ -70,12 +67,6 @@ PROM_SLACK = 0.1
 pytestmark = pytest.mark.skipif(PROMETHEUS is None, reason="prometheus binary needed")
 
 RESULTS: dict[float, dict[str, Any]] = {}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _has_sample(url: str) -> bool:
@@ -96,40 +87,17 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[OutageServ
     base = tmp_path_factory.mktemp("prom")
     server = OutageServer()
     server.start()
-    port = _free_port()
-    (base / "prometheus.yml").write_text(
-        f"global:\n  scrape_interval: {SCRAPE:g}s\n  scrape_timeout: 800ms\n"
-        "scrape_configs:\n  - job_name: router\n    static_configs:\n"
-        f"      - targets: ['{server.target}']\n"
-    )
-    log = (base / "prometheus.log").open("w")
-    proc = subprocess.Popen(
-        [
-            PROMETHEUS,
-            f"--config.file={base / 'prometheus.yml'}",
-            f"--storage.tsdb.path={base / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
+    prometheus = running_prometheus(base, "router", server.target, SCRAPE)
     try:
-        for _ in range(120):  # bounded: 30 s
-            if _has_sample(url) or proc.poll() is not None:
-                break
-            time.sleep(0.25)
-        if not _has_sample(url):
-            pytest.fail(f"prometheus at {url} held no sample (exit code {proc.poll()})")
-        yield server, url
+        with prometheus as url:
+            for _ in range(120):  # bounded: 30 s
+                if _has_sample(url):
+                    break
+                time.sleep(0.25)
+            if not _has_sample(url):
+                pytest.fail(f"prometheus at {url} held no sample (see its log in {base})")
+            yield server, url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-        log.close()
         server.stop()
         if RESULTS:
             print("\nD s | client RTO s (gap s) | Prometheus RTO s")

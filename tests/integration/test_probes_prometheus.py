@@ -10,9 +10,6 @@ errors". Both measured RTOs are compared with the true outage length.
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
 import threading
 import time
 import urllib.error
@@ -30,20 +27,14 @@ from probes.prometheus import PromClient, compare_rto, prometheus_rto_table, rep
 from probes.rto import RtoParams, rto_table
 from probes.rundir import Fault
 from probes.timeline import normalise
+from tests.integration.prometheus_process import PROMETHEUS, running_prometheus
 
-PROMETHEUS = shutil.which("prometheus")
 SCRAPE = 1.0
 PARAMS = RtoParams(window_seconds=1.0, threshold=0.99, stability_seconds=4.0, min_requests=5)
 US_OUTAGES = (3.0, 5.0)  # seconds: one per fault
 EU_ABSENT = 2.0  # the jur_eu series vanish for this long at the first fault
 
 pytestmark = pytest.mark.skipif(PROMETHEUS is None, reason="prometheus binary needed")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -139,35 +130,11 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
     router = Router()
     server = serve(router)
     target = f"127.0.0.1:{server.server_address[1]}"
-    port = free_port()
-    (base / "prometheus.yml").write_text(
-        "global:\n  scrape_interval: 1s\n  scrape_timeout: 800ms\n  evaluation_interval: 1s\n"
-        f"scrape_configs:\n  - job_name: haproxy\n    static_configs:\n"
-        f"      - targets: ['{target}']\n"
-    )
-    log = (base / "prometheus.log").open("w")
-    proc = subprocess.Popen(
-        [
-            PROMETHEUS,
-            f"--config.file={base / 'prometheus.yml'}",
-            f"--storage.tsdb.path={base / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
     try:
-        yield url, router, server.server_address[1]
+        with running_prometheus(base, "haproxy", target) as url:
+            yield url, router, server.server_address[1]
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
         server.shutdown()
-        log.close()
 
 
 def wait_for_first_sample(url: str, timeout: float = 25.0) -> None:

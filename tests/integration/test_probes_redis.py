@@ -7,7 +7,6 @@ Sentinel monitoring the primary, all on free loopback ports with a password.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ from probes.rpo import (
 )
 from probes.rundir import Fault
 from probes.timeline import normalise
+from tests.integration.prometheus_process import free_port
 
 PASSWORD = "probe-test-secret"
 T0 = 1_700_000_000.0
@@ -37,12 +37,6 @@ pytestmark = pytest.mark.skipif(
     not (shutil.which("redis-server") and shutil.which("redis-sentinel")),
     reason="redis-server and redis-sentinel are needed",
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for(predicate: object, timeout: float = 10.0) -> bool:
