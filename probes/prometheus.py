@@ -313,11 +313,20 @@ def compare_rto(
 ) -> dict[str, Any]:
     """Fields flagging an instrumentation mismatch between the two RTO figures.
 
-    The bound is `max(2 * scrape interval, 2 s)`; one instrument seeing a recovery and
-    the other not is a mismatch too. None (unknown) when either side has no figure.
+    The bound is `max(2 * scrape interval, 2 s)` plus the completion lag: how long after
+    the client-side recovery the last failed request completed (`last_failure_completed_at
+    - recovered_at`, never negative). The router counts a response when it completes, so
+    that much of the difference is the stated bias, explained by the clients' own
+    latencies, not a disagreement. One instrument seeing a recovery and the other not
+    is a mismatch too. None (unknown) when either side has no figure.
     """
-    bound = max(2 * scrape_interval, 2.0)
-    out: dict[str, Any] = {"mismatch_bound_seconds": bound, "client_rto_seconds": None}
+    base = max(2 * scrape_interval, 2.0)
+    lag = _completion_lag(client)
+    out: dict[str, Any] = {
+        "mismatch_bound_seconds": seconds(base + lag),
+        "completion_lag_seconds": seconds(lag),
+        "client_rto_seconds": None,
+    }
     if client is None or client.get("status") != "ok" or prom.get("status") != "ok":
         return {**out, "instrumentation_mismatch": None, "mismatch": None}
     out["client_rto_seconds"] = client.get("rto_seconds")
@@ -325,13 +334,23 @@ def compare_rto(
     if a is None or b is None:
         flag = (a is None) != (b is None)
         return {**out, "instrumentation_mismatch": flag, "mismatch": flag}
-    flag = abs(float(a) - float(b)) > bound
+    flag = abs(float(a) - float(b)) > base + lag
     return {
         **out,
         "difference_seconds": seconds(float(a) - float(b)),
         "instrumentation_mismatch": flag,
         "mismatch": flag,  # the same flag, under the name scorecards read
     }
+
+
+def _completion_lag(client: dict[str, Any] | None) -> float:
+    """Seconds from the client-side recovery to the completion of the last failed request."""
+    if client is None or client.get("status") != "ok":
+        return 0.0
+    done, recovered = client.get("last_failure_completed_at"), client.get("recovered_at")
+    if not isinstance(done, int | float) or not isinstance(recovered, int | float):
+        return 0.0
+    return max(0.0, float(done) - float(recovered))
 
 
 def replication_lag(

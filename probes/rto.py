@@ -229,6 +229,7 @@ def rto_of(
             "uncertainty_seconds": seconds(uncertainty),
             "impact_onset_at": seconds(t[fail_idx[0]]) if fail_idx.size else None,
             "last_failure_at": seconds(t[before_stop[-1]]) if before_stop.size else None,
+            "last_failure_completed_at": _completed(t, lat, before_stop),
             "failed": int(before_stop.size),
             "failed_after_fault": int(fail_idx.size),
             "brownout_seconds": seconds(brownout),
@@ -252,6 +253,20 @@ def rto_of(
             },
         }
     )
+
+
+def _completed(
+    t: npt.NDArray[np.float64], lat: npt.NDArray[np.float64], idx: npt.NDArray[np.intp]
+) -> float | None:
+    """When the last of the failed requests `idx` ended (start + latency; start if unknown).
+
+    A server-side counter records a response when it completes, so this, not the last
+    failure's start, is the instant the router's counters can last show the outage.
+    """
+    if not idx.size:
+        return None
+    ends = t[idx] + np.nan_to_num(lat[idx], nan=0.0) / 1000.0
+    return seconds(float(np.max(ends)))
 
 
 def _groups(frame: pd.DataFrame) -> list[tuple[str, str, npt.NDArray[np.intp]]]:

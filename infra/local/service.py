@@ -34,6 +34,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -157,12 +158,16 @@ def create_app(config: ServiceConfig) -> Starlette:
         model_ok.labels(**labels, verify=str(config.verify_model_digest).lower()).set(
             0 if state.model is None else 1
         )
-        # One try per request (redis-py retries with backoff by default): a dead
-        # primary must show as a failed request, not as a slow one.
+        # redis-py retries timeouts with backoff by default: a dead primary must show as
+        # a failed request, not as a slow one, so a timeout is never retried. A closed
+        # connection is retried once, at once, on a fresh connection: Sentinel closes
+        # every client connection of the replica it promotes (CLIENT KILL TYPE normal),
+        # and without the retry each idle pooled connection would fail one request
+        # seconds after the failover had completed.
         timeouts: dict[str, Any] = {
             "socket_timeout": config.redis_timeout,
             "socket_connect_timeout": config.redis_timeout,
-            "retry": Retry(NoBackoff(), 0),
+            "retry": Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         }
         state.local = aioredis.Redis(
             host="127.0.0.1", port=config.redis_port, password=config.redis_password, **timeouts

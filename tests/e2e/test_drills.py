@@ -71,6 +71,12 @@ def _entry(entries: list[dict[str, Any]], **match: Any) -> dict[str, Any]:
     return next(e for e in entries if all(e.get(k) == v for k, v in match.items()))
 
 
+def _not_passed(card: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """The gates that decided a verdict other than PASS, for a failure message."""
+    gates = card["gates"] if "gates" in card else card["runs"][0]["gates"]
+    return [(g["id"], g["verdict"], g["reason"]) for g in gates if g["verdict"] != "PASS"]
+
+
 def _world_gone(home: Path) -> None:
     assert world.read_info(home) is None
     leftovers = subprocess.run(
@@ -250,4 +256,4 @@ def test_plain_chaos_run_inside_a_running_testbed(home: Path, tmp_path: Path) ->
     assert (run_dir / "measurements.json").exists()
     # The manual run scores like any other.
     scored = _gameday(home, "scorecard", str(run_dir), "--no-history", "--json")
-    assert scored.returncode == 0, scored.stdout[-2000:]
+    assert scored.returncode == 0, _not_passed(json.loads(scored.stdout))

@@ -114,3 +114,22 @@ def test_instrumentation_mismatch(prom: float | None, client: float | None, mism
     assert result["mismatch"] is mismatch
     assert result["mismatch_bound_seconds"] == 2.0
     assert compare_rto(a, {"status": "no-data"})["instrumentation_mismatch"] is None
+
+
+@pytest.mark.parametrize(
+    ("completed", "bound", "mismatch"),
+    [(None, 2.0, True), (11.0, 2.0, True), (12.0, 3.0, False), (12.5, 3.5, False)],
+    ids=["no-failures", "completed-before-recovery", "lag-1s", "lag-1.5s"],
+)
+def test_the_completion_lag_of_failed_requests_widens_the_bound(
+    completed: float | None, bound: float, mismatch: bool
+) -> None:
+    # Client recovery at 11 (RTO 1); the router counted the last failure when it ended.
+    # Prometheus reports 3.8 s, 2.8 s after the client: beyond 2 s unless the last failed
+    # request completed at least 0.8 s after the clients' recovery.
+    client = {"status": "ok", "rto_seconds": 1.0, "recovered_at": 11.0}
+    client["last_failure_completed_at"] = completed
+    result = compare_rto({"status": "ok", "rto_seconds": 3.8}, client, 1.0)
+    assert result["mismatch_bound_seconds"] == bound
+    assert result["completion_lag_seconds"] == bound - 2.0
+    assert result["mismatch"] is mismatch

@@ -282,3 +282,16 @@ def test_brownout_counts_from_the_fault_to_the_first_request() -> None:
     result = rto_of(starts, ok, latency, fault, float(starts[-1]), RtoParams())
     assert result["rto_seconds"] == 5.0 + DT / 2
     assert result["brownout_seconds"] == 5.0 + DT / 2
+
+
+def test_last_failure_completed_at_is_the_latest_end_of_a_failed_request() -> None:
+    # The outage's failures take 10 ms, except one time-out of 900 ms started at
+    # T0 + 14.5: it ends after the last failure (T0 + 14.875 + 0.010) and after recovery.
+    starts, ok, latency = stream([(10, 15)])
+    latency[np.searchsorted(starts, T0 + 14.5)] = 900.0
+    result = rto_of(starts, ok, latency, FAULT, float(starts[-1]), RtoParams())
+    assert result["recovered_at"] == T0 + 15.0
+    assert result["last_failure_completed_at"] == T0 + 15.4
+    clean = measure([(10, 15)])
+    assert clean["last_failure_completed_at"] == T0 + 14.885
+    assert measure([])["last_failure_completed_at"] is None
