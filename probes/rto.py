@@ -229,7 +229,9 @@ def rto_of(
             "uncertainty_seconds": seconds(uncertainty),
             "impact_onset_at": seconds(t[fail_idx[0]]) if fail_idx.size else None,
             "last_failure_at": seconds(t[before_stop[-1]]) if before_stop.size else None,
-            "last_failure_completed_at": _completed(t, lat, before_stop),
+            "last_failure_completed_at": _completed(
+                starts[:begin], ok[:begin], latency_ms[:begin], fault_at, t, lat, before_stop
+            ),
             "failed": int(before_stop.size),
             "failed_after_fault": int(fail_idx.size),
             "brownout_seconds": seconds(brownout),
@@ -256,16 +258,28 @@ def rto_of(
 
 
 def _completed(
-    t: npt.NDArray[np.float64], lat: npt.NDArray[np.float64], idx: npt.NDArray[np.intp]
+    pre_t: FloatArray,
+    pre_ok: BoolArray,
+    pre_lat: FloatArray,
+    fault_at: float,
+    t: FloatArray,
+    lat: FloatArray,
+    idx: npt.NDArray[np.intp],
 ) -> float | None:
-    """When the last of the failed requests `idx` ended (start + latency; start if unknown).
+    """When the last failed request of the impact ended (start + latency; start if unknown).
 
-    A server-side counter records a response when it completes, so this, not the last
-    failure's start, is the instant the router's counters can last show the outage.
+    The impact's failures are `idx` (started after the fault, before recovery) and the
+    failures that were in flight at the fault (started before it, ended after it: a
+    request caught by a region kill hangs until the router's server time-out). A
+    server-side counter records a response when it completes, so this, not the last
+    failure's start, is the last instant the router's counters can show the outage.
+    None when neither kind of failure exists.
     """
-    if not idx.size:
+    pre_end = pre_t + np.nan_to_num(pre_lat, nan=0.0) / 1000.0
+    caught = pre_end[~pre_ok & (pre_end > fault_at)]
+    ends = np.concatenate([caught, t[idx] + np.nan_to_num(lat[idx], nan=0.0) / 1000.0])
+    if not ends.size:
         return None
-    ends = t[idx] + np.nan_to_num(lat[idx], nan=0.0) / 1000.0
     return seconds(float(np.max(ends)))
 
 

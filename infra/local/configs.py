@@ -195,7 +195,11 @@ def haproxy_cfg(topology: Topology) -> str:
         "    timeout connect 300ms",
         "    retries 2",
         "    timeout client 30s",
-        "    timeout server 5s",
+        # Below the drill clients' 2 s time-out: a request caught in flight by a region
+        # kill is answered 504 by the router, so the clients record it ending when the
+        # router counts it. With a longer one the clients give up first and the router
+        # counts the failure seconds after the clients saw the last one.
+        "    timeout server 1500ms",
         "    timeout check 400ms",
         "    option http-server-close",
         "",

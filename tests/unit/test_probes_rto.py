@@ -295,3 +295,16 @@ def test_last_failure_completed_at_is_the_latest_end_of_a_failed_request() -> No
     clean = measure([(10, 15)])
     assert clean["last_failure_completed_at"] == T0 + 14.885
     assert measure([])["last_failure_completed_at"] is None
+
+
+def test_a_failure_in_flight_at_the_fault_counts_where_it_completed() -> None:
+    # A request sent at T0 + 9.875 is caught by the fault and hangs 6 s (a router's
+    # server time-out): it started before the fault yet ended at T0 + 15.875, after
+    # recovery. A failure that ended before the fault (T0 + 5) is not the fault's.
+    starts, ok, latency = stream([(10, 15)])
+    for offset, millis in ((9.875, 6000.0), (5.0, 10.0)):
+        i = np.searchsorted(starts, T0 + offset)
+        ok[i], latency[i] = False, millis
+    result = rto_of(starts, ok, latency, FAULT, float(starts[-1]), RtoParams())
+    assert (result["rto_seconds"], result["failed"]) == (5.0, 40)  # starts decide the RTO
+    assert result["last_failure_completed_at"] == T0 + 15.875
