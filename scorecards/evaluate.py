@@ -238,6 +238,26 @@ def _timing_block(run: RunData) -> str | None:
     return None
 
 
+def _mismatch_reason(prom: list[dict[str, Any]], rto: float | None) -> str:
+    """Why the cross-check failed, with the figures it compared.
+
+    The Prometheus entry names the client-side figure it was compared with (all traffic
+    of the jurisdiction) and the bound; older measurements lack them, so fall back to
+    this gate's own figure.
+    """
+    entry = next((p for p in prom if mismatched(p)), prom[0])
+    other = _num(entry.get("rto_seconds"))
+    client, bound = _num(entry.get("client_rto_seconds")), _num(entry.get("mismatch_bound_seconds"))
+    if bound is None:
+        return (
+            f"instrumentation mismatch: client side {fmt(rto, 's')}, Prometheus {fmt(other, 's')}"
+        )
+    return (
+        f"instrumentation mismatch: Prometheus {fmt(other, 's')}, client side (all traffic) "
+        f"{fmt(client, 's')}: more than the {fmt(bound, 's')} bound apart"
+    )
+
+
 def _missing(run: RunData, section: str) -> str:
     if run.measurements is None:
         why = next((str(p) for p in run.problems if p.file == "measurements.json"), "missing")
@@ -296,14 +316,8 @@ def _collect_rto(run: RunData, experiment: str, gates: Gates, c: _Collector) -> 
         elif blocked:
             obs = Observation(run.name, rto, Verdict.INCONCLUSIVE, blocked, evidence)
         elif any(mismatched(p) for p in prom):
-            other = _num(prom[0].get("rto_seconds"))
             obs = Observation(
-                run.name,
-                rto,
-                Verdict.INCONCLUSIVE,
-                f"instrumentation mismatch: client side {fmt(rto, 's')}, "
-                f"Prometheus {fmt(other, 's')}",
-                evidence,
+                run.name, rto, Verdict.INCONCLUSIVE, _mismatch_reason(prom, rto), evidence
             )
         elif spec.require_cross_check and not any(p.get("status") == "ok" for p in prom):
             obs = Observation(

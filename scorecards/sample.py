@@ -98,6 +98,8 @@ def sample_measurements(
                 "residency": "us",
                 "status": "ok",
                 "rto_seconds": None if rto_us is None else rto_us + (30.0 if mismatch else 1.0),
+                "client_rto_seconds": rto_us,
+                "mismatch_bound_seconds": 2.5,
                 "mismatch": mismatch,
             },
             {"residency": "eu", "status": "ok", "rto_seconds": 0.0, "mismatch": False},

@@ -260,7 +260,10 @@ def test_an_instrumentation_mismatch_is_inconclusive(tmp_path: Path) -> None:
     card = score(tmp_path, mismatch=True)
     result = next(g for g in card.gates if g.id == "rto_seconds[predict/us]")
     assert result.verdict == INCONCLUSIVE
-    assert "instrumentation mismatch: client side 14.2 s, Prometheus 44.2 s" in result.reason
+    assert result.reason == (
+        "instrumentation mismatch: Prometheus 44.2 s, client side (all traffic) 14.2 s: "
+        "more than the 2.50 s bound apart"
+    )
     assert gate(card, "rto_seconds[predict/eu]") == PASS
     assert card.verdict == INCONCLUSIVE
 
@@ -433,3 +436,13 @@ def test_a_drill_must_run_to_completion(
     if guardrail is not None:
         result = next(g for g in card.gates if g.id == "drill_completed")
         assert "guardrail: eu fell to 90 %" in result.reason
+
+
+def test_a_mismatch_without_the_compared_figures_names_this_gates_own() -> None:
+    # measurements.json files written before the bound was recorded.
+    from scorecards.evaluate import _mismatch_reason
+
+    old = [{"status": "ok", "rto_seconds": 44.2, "mismatch": True}]
+    assert _mismatch_reason(old, 14.2) == (
+        "instrumentation mismatch: client side 14.2 s, Prometheus 44.2 s"
+    )
