@@ -128,6 +128,15 @@ class Supervisor:
         service.starts += 1
         self.services[service.key] = service
 
+    def service_list(self) -> list[Service]:
+        """A snapshot of the services, safe to iterate from any thread.
+
+        The start-up thread adds services while control-socket threads read them (a
+        `testbed status` polled during start-up): iterating the dict itself there
+        raised "dictionary changed size during iteration".
+        """
+        return list(self.services.values())
+
     def kill_node_processes(self, node: str) -> list[int]:
         """SIGKILL every process whose network namespace is `node`'s; returns their pids.
 
@@ -146,7 +155,7 @@ class Supervisor:
                     killed.append(pid)
             except (FileNotFoundError, ProcessLookupError, PermissionError):
                 continue
-        for service in self.services.values():
+        for service in self.service_list():
             if service.node == node and service.popen is not None:
                 with contextlib.suppress(Exception):
                     service.popen.wait(timeout=5)
@@ -439,7 +448,7 @@ class Supervisor:
                     if s.popen
                     else "not started"
                 )
-                for s in self.services.values()
+                for s in self.service_list()
                 if s.node == region.name
             }
             role = stores.role(addr, self.password) if self.ready else "starting"
@@ -463,7 +472,7 @@ class Supervisor:
                 )
         edge = {
             s.name: ("running" if s.running() else "exited")
-            for s in self.services.values()
+            for s in self.service_list()
             if s.node == plan.EDGE
         }
         return {
@@ -567,12 +576,12 @@ class Supervisor:
 
     # ----------------------------------------------------------------- lifecycle
     def stop_all(self) -> None:
-        for service in self.services.values():
+        for service in self.service_list():
             if service.running():
                 with contextlib.suppress(ProcessLookupError):
                     service.popen.terminate()
         deadline = time.monotonic() + 1.5
-        for service in self.services.values():
+        for service in self.service_list():
             if service.popen is None:
                 continue
             try:
