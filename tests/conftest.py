@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import shutil
+import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -18,6 +19,22 @@ import pytest
 from infra.local import world
 
 REPO = Path(__file__).resolve().parent.parent
+# `testbed up` arguments for a world that opens no fixed port on the host: tests and
+# benchmarks run beside whatever else uses 8080/9090.
+NO_HOST_PORTS = ("--router-port", "0", "--prometheus-port", "0", "--stats-port", "0")
+
+
+def stop_processes(procs: list[subprocess.Popen[Any]], grace: float = 10.0) -> None:
+    """SIGTERM every process at once, then wait for each; SIGKILL what outlives `grace`."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
 
 
 @dataclass(frozen=True)

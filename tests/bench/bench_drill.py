@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.bench.common import BenchResult
+from tests.conftest import NO_HOST_PORTS
 
 SECTION = "Drill"
 REPO = Path(__file__).resolve().parents[2]
@@ -78,12 +79,7 @@ def run() -> list[BenchResult]:
                 "experiments.cli",
                 "testbed",
                 "up",
-                "--router-port",
-                "0",
-                "--prometheus-port",
-                "0",
-                "--stats-port",
-                "0",
+                *NO_HOST_PORTS,
             ],
             capture_output=True,
             cwd=REPO,

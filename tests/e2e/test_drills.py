@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from infra.local import world
-from tests.conftest import REPO, needs_world
+from tests.conftest import NO_HOST_PORTS, REPO, needs_world
 
 pytestmark = [needs_world, pytest.mark.world, pytest.mark.slow]
 GAMEDAY = [sys.executable, "-m", "experiments.cli"]
@@ -133,12 +133,7 @@ def test_replica_corruption_fails_when_the_platform_does_not_verify(home: Path) 
         "up",
         "--no-verify-model-digest",
         "--no-verify-features",
-        "--router-port",
-        "0",
-        "--prometheus-port",
-        "0",
-        "--stats-port",
-        "0",
+        *NO_HOST_PORTS,
     )
     assert up.returncode == 0, up.stderr
     code, result = _drill(home, "replica-corruption", "--reuse-testbed", **QUICK)
@@ -201,9 +196,7 @@ def _interrupt_during_the_fault(home: Path, *args: str) -> subprocess.CompletedP
 
 
 def test_sigint_during_the_fault_leaves_the_platform_whole(home: Path) -> None:
-    up = _gameday(
-        home, "testbed", "up", "--router-port", "0", "--prometheus-port", "0", "--stats-port", "0"
-    )
+    up = _gameday(home, "testbed", "up", *NO_HOST_PORTS)
     assert up.returncode == 0, up.stderr
     done = _interrupt_during_the_fault(home, "--reuse-testbed")
     assert done.returncode != 0, done.stderr[-2000:]
@@ -228,9 +221,7 @@ def test_sigint_during_the_fault_leaves_nothing_behind(home: Path) -> None:
 
 
 def test_plain_chaos_run_inside_a_running_testbed(home: Path, tmp_path: Path) -> None:
-    up = _gameday(
-        home, "testbed", "up", "--router-port", "0", "--prometheus-port", "0", "--stats-port", "0"
-    )
+    up = _gameday(home, "testbed", "up", *NO_HOST_PORTS)
     assert up.returncode == 0, up.stderr
     run_dir = tmp_path / "manual"
     journal = tmp_path / "journal.json"

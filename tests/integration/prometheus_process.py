@@ -9,6 +9,8 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+from tests.conftest import stop_processes
+
 PROMETHEUS = shutil.which("prometheus")
 
 
@@ -47,9 +49,4 @@ def running_prometheus(base: Path, job: str, target: str, scrape: float = 1.0) -
         try:
             yield f"http://127.0.0.1:{port}"
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+            stop_processes([proc])

@@ -22,6 +22,7 @@ from loadgen.profile import KindMix, Profile
 from loadgen.runner import LoadSettings, Progress, run
 from loadgen.stub import MODEL_DIGEST, REGIONS, running_stub, score_of
 from loadgen.timeline import SCHEMA, read_timeline
+from tests.conftest import stop_processes
 from tests.integration.prometheus_process import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -277,10 +278,5 @@ def test_the_locustfile_serves_the_web_ui(stub: str, tmp_path: Path) -> None:
         assert "locust" in page.lower()
         assert proc.poll() is None
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_processes([proc])
     assert list(tmp_path.iterdir()) == []  # no --timeline: nothing recorded

@@ -28,6 +28,7 @@ from probes.rpo import (
 )
 from probes.rundir import Fault
 from probes.timeline import normalise
+from tests.conftest import stop_processes
 from tests.integration.prometheus_process import free_port
 
 PASSWORD = "probe-test-secret"
@@ -105,14 +106,7 @@ def stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stores]:
             assert wait_for(lambda p=port: ports.conn(p).ping()), f"port {port} not up"
         yield ports
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+        stop_processes(procs, grace=5.0)
 
 
 def test_sentinel_store_reads_back_from_the_primary_it_names(stores: Stores) -> None:

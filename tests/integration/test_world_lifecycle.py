@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from infra.local import world
-from tests.conftest import REPO, needs_world, running_world
+from tests.conftest import NO_HOST_PORTS, REPO, needs_world, running_world
 
 pytestmark = [needs_world, pytest.mark.world]
 GAMEDAY = [sys.executable, "-m", "experiments.cli"]
@@ -154,12 +154,7 @@ def test_rootless_world(tmp_path: Path) -> None:
             "testbed",
             "up",
             "--json",
-            "--router-port",
-            "0",
-            "--prometheus-port",
-            "0",
-            "--stats-port",
-            "0",
+            *NO_HOST_PORTS,
         ],
         capture_output=True,
         text=True,
