@@ -1,8 +1,7 @@
 """The `gameday` command line: the composition root.
 
-Library code raises; this module alone turns exceptions into exit codes:
-0 pass, 1 fail (or an operation that failed), 2 usage or configuration error,
-3 inconclusive.
+Library code raises; the commands turn exceptions into exit codes through
+`experiments.exits` (0 pass, 1 fail, 2 usage or configuration error, 3 inconclusive).
 """
 
 from __future__ import annotations
@@ -12,37 +11,14 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-from infra.errors import ConfigError, GamedayError
-
-EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _fail(message: str, code: int) -> None:
-    click.echo(f"gameday: error: {message}", err=True)
-    sys.exit(code)
-
-
-def errors_to_exit_codes(func: F) -> F:
-    """Map gameday's exceptions to one clear line on stderr and the exit code."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except ConfigError as exc:
-            _fail(str(exc), EXIT_USAGE)
-        except GamedayError as exc:
-            _fail(str(exc), EXIT_FAIL)
-        return None
-
-    return wrapper  # type: ignore[return-value]
+from experiments.exits import (
+    errors_to_exit_codes,
+)
 
 
 def _emit(data: Any, as_json: bool, human: Callable[[Any], None]) -> None:

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import click
 
+from experiments.exits import errors_to_exit_codes
 from infra.errors import ConfigError, GamedayError
 from loadgen.errors import LoadConfigError, LoadRunError
 from loadgen.profile import KINDS, SHAPES, Profile, load_golden, load_profile, parse_assignment
@@ -27,22 +28,17 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _exit_codes(func: F) -> F:
-    """Load errors become gameday errors, then the CLI's own mapping to exit codes
-    (imported when called, so `experiments.cli` may import this module at any point)."""
+    """Load errors become gameday errors, then the CLI's mapping to exit codes."""
 
     @wraps(func)
+    @errors_to_exit_codes
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from experiments.cli import errors_to_exit_codes
-
-        def translated() -> Any:
-            try:
-                return func(*args, **kwargs)
-            except LoadConfigError as exc:
-                raise ConfigError(str(exc)) from exc
-            except LoadRunError as exc:
-                raise GamedayError(str(exc)) from exc
-
-        return errors_to_exit_codes(translated)()
+        try:
+            return func(*args, **kwargs)
+        except LoadConfigError as exc:
+            raise ConfigError(str(exc)) from exc
+        except LoadRunError as exc:
+            raise GamedayError(str(exc)) from exc
 
     return wrapper  # type: ignore[return-value]
 

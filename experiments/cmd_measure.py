@@ -7,28 +7,15 @@ lazily (inside the call) so that either module can be imported first.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
 from typing import Any
 
 import click
 
+from experiments.exits import errors_to_exit_codes
 from infra.errors import ConfigError
 
 __all__ = ["measure", "render_summary"]
-
-
-def _exit_codes(func: Callable[..., Any]) -> Callable[..., Any]:
-    """`experiments.cli.errors_to_exit_codes`, resolved at call time (no import cycle)."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from experiments.cli import errors_to_exit_codes
-
-        return errors_to_exit_codes(func)(*args, **kwargs)
-
-    return wrapper
 
 
 def _num(value: Any, unit: str = "", digits: int = 3) -> str:
@@ -132,7 +119,7 @@ def render_summary(doc: dict[str, Any]) -> list[str]:
 @click.option(
     "--json", "as_json", is_flag=True, help="Print measurements.json instead of a summary."
 )
-@_exit_codes
+@errors_to_exit_codes
 def measure(
     run_dir: Path,
     prometheus_url: str | None,

@@ -10,12 +10,11 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
 
 import click
 
+from experiments.exits import errors_to_exit_codes
 from scorecards.evaluate import Verdict
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
@@ -28,22 +27,9 @@ DEFAULT_GATES = Path(__file__).resolve().parent / "gates.yaml"
 DEFAULT_HISTORY = Path(".gameday/history.sqlite")
 DEFAULT_REPORT_DIR = Path(".gameday/report")
 
-F = TypeVar("F", bound=Callable[..., Any])
 
 # Clocks are injected: tests set `obj={"clock": ...}` on the click context.
 Clock = Callable[[], float]
-
-
-def _exit_codes(func: F) -> F:
-    """experiments.cli's exception mapping, imported when called (no import cycle)."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from experiments.cli import errors_to_exit_codes
-
-        return errors_to_exit_codes(func)(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _clock(ctx: click.Context) -> Clock:
@@ -85,7 +71,7 @@ def _clock(ctx: click.Context) -> Clock:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_context
-@_exit_codes
+@errors_to_exit_codes
 def scorecard(
     ctx: click.Context,
     run_dirs: tuple[Path, ...],
@@ -208,7 +194,7 @@ def _verify(ctx: click.Context, run_dirs: tuple[Path, ...], as_json: bool) -> No
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_context
-@_exit_codes
+@errors_to_exit_codes
 def report(
     ctx: click.Context,
     history: Path,
