@@ -33,11 +33,11 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from probes.prometheus import PromClient, PrometheusUnavailable
 
 __all__ = [
     "after_experiment_control",
@@ -134,21 +134,14 @@ def _drill(configuration: dict[str, Any] | None) -> _Drill:
 
 
 # ------------------------------------------------------------------------ Prometheus
-def _query(prometheus: str, promql: str) -> list[dict[str, Any]]:
-    url = f"{prometheus}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
-    with urllib.request.urlopen(url, timeout=2) as response:
-        data = json.loads(response.read())
-    result: list[dict[str, Any]] = data.get("data", {}).get("result", [])
-    return result
-
-
-def _router_view(prometheus: str) -> dict[str, dict[str, Any]]:
+def _router_view(prometheus: PromClient) -> dict[str, dict[str, Any]]:
     """Per jurisdiction: success ratio and serving regions over the last 3 s."""
     view: dict[str, dict[str, Any]] = {}
-    responses = _query(
-        prometheus,
+    now = time.time()
+    responses = prometheus.query(
         "sum by (proxy, code) (increase("
         'haproxy_backend_http_responses_total{proxy=~"jur_.+"}[3s]))',
+        now,
     )
     for row in responses:
         jurisdiction = row["metric"]["proxy"].removeprefix("jur_")
@@ -157,10 +150,10 @@ def _router_view(prometheus: str) -> dict[str, dict[str, Any]]:
         entry["all"] += count
         if row["metric"].get("code") != "5xx":
             entry["ok"] += count
-    serving = _query(
-        prometheus,
+    serving = prometheus.query(
         "sum by (proxy, server) (increase("
         'haproxy_server_http_responses_total{proxy=~"jur_.+", code="2xx"}[3s])) > 0',
+        now,
     )
     for row in serving:
         jurisdiction = row["metric"]["proxy"].removeprefix("jur_")
@@ -192,36 +185,39 @@ def _watch(drill: _Drill, prometheus: str) -> None:
     guarded = drill.settings["guard_jurisdictions"]
     ratio_floor = 1.0 - drill.settings["guard_error_ratio"]
     last_print = 0.0
-    while not drill.stop.wait(POLL_SECONDS):
-        now = time.time()
-        if now - drill.started > limit and drill.breach is None:
-            _breach(drill, "time-limit", f"the drill passed its time limit of {limit:.0f} s")
-            return
-        try:
-            view = _router_view(prometheus)
-        except (OSError, ValueError):
-            continue
-        fault_at = _last_fault_at(drill.run_dir)
-        if now - last_print >= 2.0:
-            since = f"t+{now - fault_at:5.1f}s" if fault_at else "no fault yet"
-            parts = []
-            for jurisdiction, entry in sorted(view.items()):
-                ratio = "  n/a" if entry["ratio"] is None else f"{entry['ratio']:5.1%}"
-                parts.append(f"{jurisdiction} {ratio} via {','.join(entry['serving']) or '-'}")
-            _say(f"[{drill.phase}] {since}  " + "  ".join(parts))
-            last_print = now
-        if fault_at is None:
-            continue
-        for jurisdiction in guarded:
-            guard = view.get(jurisdiction)
-            if guard and guard["ratio"] is not None and guard["ratio"] < ratio_floor:
-                _breach(
-                    drill,
-                    "blast-radius",
-                    f"jurisdiction {jurisdiction!r} success ratio {guard['ratio']:.1%} "
-                    f"fell below {ratio_floor:.1%}: the fault reached beyond its plan",
-                )
+    # The probe module's client: one try, a timeout, nothing recorded (polled each second).
+    client = PromClient(prometheus, timeout=2.0, record=False)
+    with contextlib.closing(client):
+        while not drill.stop.wait(POLL_SECONDS):
+            now = time.time()
+            if now - drill.started > limit and drill.breach is None:
+                _breach(drill, "time-limit", f"the drill passed its time limit of {limit:.0f} s")
                 return
+            try:
+                view = _router_view(client)
+            except PrometheusUnavailable:
+                continue
+            fault_at = _last_fault_at(drill.run_dir)
+            if now - last_print >= 2.0:
+                since = f"t+{now - fault_at:5.1f}s" if fault_at else "no fault yet"
+                parts = []
+                for jurisdiction, entry in sorted(view.items()):
+                    ratio = "  n/a" if entry["ratio"] is None else f"{entry['ratio']:5.1%}"
+                    parts.append(f"{jurisdiction} {ratio} via {','.join(entry['serving']) or '-'}")
+                _say(f"[{drill.phase}] {since}  " + "  ".join(parts))
+                last_print = now
+            if fault_at is None:
+                continue
+            for jurisdiction in guarded:
+                guard = view.get(jurisdiction)
+                if guard and guard["ratio"] is not None and guard["ratio"] < ratio_floor:
+                    _breach(
+                        drill,
+                        "blast-radius",
+                        f"jurisdiction {jurisdiction!r} success ratio {guard['ratio']:.1%} "
+                        f"fell below {ratio_floor:.1%}: the fault reached beyond its plan",
+                    )
+                    return
 
 
 def _breach(drill: _Drill, kind: str, message: str) -> None:

@@ -65,12 +65,14 @@ class PromClient:
     """A Prometheus HTTP API client with a timeout on every call and no retries.
 
     Every query and its raw result are kept in `log` so a run can store them
-    (`RUN_DIR/prometheus/`) and a reader can run them again.
+    (`RUN_DIR/prometheus/`) and a reader can run them again; `record=False` keeps
+    nothing (a live view polled every second for the length of a drill).
     """
 
     url: str
     timeout: float = 5.0
     log: list[dict[str, Any]] = field(default_factory=list)
+    record: bool = True
 
     def __post_init__(self) -> None:
         # prometheus-api-client retries with backoff by default; one try, the caller
@@ -91,7 +93,8 @@ class PromClient:
             raise PrometheusUnavailable(f"prometheus at {self.url}: bad answer: {exc}") from exc
         if not isinstance(result, list):
             raise PrometheusUnavailable(f"prometheus at {self.url}: unexpected answer {result!r}")
-        self.log.append({"query": promql, "time": at, "result": result})
+        if self.record:
+            self.log.append({"query": promql, "time": at, "result": result})
         return result
 
     def samples(self, selector: str, start: float, end: float) -> tuple[str, list[dict[str, Any]]]:

@@ -23,7 +23,13 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from probes.prometheus import PromClient, compare_rto, prometheus_rto_table, replication_lag
+from probes.prometheus import (
+    PromClient,
+    PrometheusUnavailable,
+    compare_rto,
+    prometheus_rto_table,
+    replication_lag,
+)
 from probes.rto import RtoParams, rto_table
 from probes.rundir import Fault
 from probes.timeline import normalise
@@ -138,14 +144,16 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
 
 
 def wait_for_first_sample(url: str, timeout: float = 25.0) -> None:
-    prom = PromClient(url, timeout=1.0)
+    prom = PromClient(url, timeout=1.0, record=False)  # as the drill's live view polls
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if prom.query('haproxy_backend_http_responses_total{proxy="jur_us"}', time.time()):
-                return
-        except Exception:
-            pass
+            found = prom.query('haproxy_backend_http_responses_total{proxy="jur_us"}', time.time())
+        except PrometheusUnavailable:
+            found = []
+        if found:
+            assert prom.log == []
+            return
         time.sleep(0.25)
     pytest.fail(f"prometheus at {url} held no sample after {timeout} s")
 
@@ -186,6 +194,7 @@ def test_both_instruments_match_the_true_outage(
         (e["fault_id"], e["jurisdiction"]): e
         for e in prometheus_rto_table(prom, faults, until, PARAMS, SCRAPE, ("us", "eu"))
     }
+    assert len(prom.log) == len(faults)  # one stored query per fault, for the run dir
     report = []
     for fault, outage in zip(faults, US_OUTAGES, strict=True):
         mine, theirs = client_rows[fault.id, "us"], prom_rows[fault.id, "us"]
