@@ -220,13 +220,7 @@ def parse_profile(
 ) -> Profile:
     """Validate a profile's parsed YAML. `golden` paths are relative to `base_dir`; without
     `golden`/`golden_scores`, `env` (default `os.environ`) may name one in GAMEDAY_GOLDEN."""
-    if not isinstance(data, dict):
-        raise LoadConfigError(f"{source}: expected a mapping at the top, got {type(data).__name__}")
-    unknown = sorted(set(data) - _TOP_KEYS)
-    if unknown:
-        raise LoadConfigError(
-            f"{source}: {unknown[0]}: unknown field (known: {', '.join(sorted(_TOP_KEYS))})"
-        )
+    data = _mapping(data, source, "", _TOP_KEYS)
     version = data.get("version", 1)
     if version != 1:
         raise LoadConfigError(f"{source}: version: unsupported, got {version!r} (expected 1)")
@@ -359,12 +353,18 @@ def target_at(profile: Profile, elapsed_s: float) -> tuple[int, float] | None:
 
 # ------------------------------------------------------------------------- checks
 def _mapping(value: Any, source: str, name: str, keys: set[str]) -> dict[str, Any]:
+    """`value` as a mapping of known `keys`; `name` "" is the document's top level."""
     if not isinstance(value, dict):
+        if not name:
+            raise LoadConfigError(
+                f"{source}: expected a mapping at the top, got {type(value).__name__}"
+            )
         raise LoadConfigError(f"{source}: {name}: expected a mapping, got {value!r}")
     unknown = sorted(set(value) - keys)
     if unknown:
+        field_name = f"{name}.{unknown[0]}" if name else unknown[0]
         raise LoadConfigError(
-            f"{source}: {name}.{unknown[0]}: unknown field (known: {', '.join(sorted(keys))})"
+            f"{source}: {field_name}: unknown field (known: {', '.join(sorted(keys))})"
         )
     return value
 
