@@ -10,6 +10,7 @@ to its scorecard.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -19,14 +20,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from infra.local import world
-from tests.conftest import REPO, needs_world
+from tests.conftest import NO_HOST_PORTS, REPO, needs_world
 
 pytestmark = [needs_world, pytest.mark.world, pytest.mark.slow]
 GAMEDAY = [sys.executable, "-m", "experiments.cli"]
@@ -86,10 +87,19 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def _host_leftovers(home: Path) -> list[str]:
-    """Processes on the host naming the state folder (unshare, nsenter, the drill)."""
-    done = subprocess.run(["pgrep", "-af", str(home)], capture_output=True, text=True, check=False)
-    return [line for line in done.stdout.splitlines() if "pgrep" not in line]
+def _host_leftovers(*folders: Path) -> list[str]:
+    """Processes whose command line names one of `folders`.
+
+    The state folder names unshare and the supervisor; the run directory names the
+    drill (`--run-dir`), its nsenter and its load generator (`--out`).
+    """
+    found = []
+    for folder in folders:
+        done = subprocess.run(
+            ["pgrep", "-af", str(folder)], capture_output=True, text=True, check=False
+        )
+        found += [line for line in done.stdout.splitlines() if "pgrep" not in line]
+    return found
 
 
 def _lines(stream: object, into: queue.Queue[str]) -> None:
@@ -130,21 +140,21 @@ def _kill_at(home: Path, out: Path, marker: str, delay: float = 0.0) -> tuple[fl
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    _assert_nothing_left(home, snapshot)
+    _assert_nothing_left(home, out, snapshot)
     return killed_at, "".join(seen)
 
 
-def _assert_nothing_left(home: Path, snapshot: Snapshot) -> None:
+def _assert_nothing_left(home: Path, out: Path, snapshot: Snapshot) -> None:
     deadline = time.monotonic() + GONE_WITHIN
     while time.monotonic() < deadline and (
         _members(snapshot.pid_namespace)
-        or _host_leftovers(home)
+        or _host_leftovers(home, out)
         or (home / "world" / "world.json").exists()
         or not all(_port_free(p) for p in snapshot.ports)
     ):
         time.sleep(0.1)
     assert _members(snapshot.pid_namespace) == []
-    assert _host_leftovers(home) == []
+    assert _host_leftovers(home, out) == []
     assert not (home / "world" / "world.json").exists()
     assert not (home / "world" / "control.sock").exists()
     assert all(_port_free(p) for p in snapshot.ports), snapshot.ports
@@ -166,7 +176,9 @@ def _faults(run_dir: Path) -> list[float]:
 @pytest.mark.parametrize(
     ("phase", "marker", "delay", "faults"),
     [
-        pytest.param("world-starting", "starting stores", 0.0, 0, id="world-starting"),
+        pytest.param(
+            "world-starting", "bringing the local platform up", 2.0, 0, id="world-starting"
+        ),
         pytest.param("baseline", "holding a", 1.5, 0, id="baseline"),
         pytest.param("fault", "observing until", 0.0, 1, id="just-after-the-fault"),
         pytest.param("observing", "[observe] t+", 0.0, 1, id="observing"),
@@ -205,3 +217,68 @@ def test_the_next_drill_runs_after_a_kill(home: Path, tmp_path: Path) -> None:
     assert result["interrupted"] is False and done.returncode in (0, 1), done.stderr[-3000:]
     assert Path(result["scorecard"]).exists()
     assert world.read_info(home) is None and _host_leftovers(home) == []
+
+
+def test_sigkill_on_a_reused_testbed_reverts_and_keeps_the_world(tmp_path: Path) -> None:
+    home = tmp_path / "reused"
+    env = {**os.environ, "GAMEDAY_HOME": str(home)}
+    up = subprocess.run(
+        [*GAMEDAY, "testbed", "up", *NO_HOST_PORTS],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=180,
+        check=False,
+    )
+    assert up.returncode == 0, up.stderr[-2000:]
+    try:
+        out = tmp_path / "run"
+        proc = subprocess.Popen(
+            [*GAMEDAY, "run", "region-kill", "--reuse-testbed", "--out", str(out)],
+            cwd=REPO,
+            env={**env, **SHORT},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=_lines, args=(proc.stderr, lines), daemon=True).start()
+        seen: list[str] = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not any("observing until" in s for s in seen):
+            with contextlib.suppress(queue.Empty):
+                seen.append(lines.get(timeout=1))
+        assert any("observing until" in s for s in seen), "".join(seen)[-3000:]
+        killed_at = time.time()
+        proc.kill()
+        proc.wait(timeout=10)
+        # The drill reverts the region kill (a restart: some seconds), then is gone.
+        assert _until(lambda: _host_leftovers(out) == [], 60), _host_leftovers(out)
+        status = json.loads(
+            subprocess.run(
+                [*GAMEDAY, "testbed", "status", "--json"],
+                capture_output=True,
+                text=True,
+                cwd=REPO,
+                env=env,
+                timeout=60,
+                check=True,
+            ).stdout
+        )
+        assert status["faults"] == [] and status["ownership"] == "detached"
+        assert all(s == "running" for r in status["regions"] for s in r["processes"].values())
+        records = [json.loads(x) for x in (out / "events.jsonl").read_text().splitlines()]
+        assert [r["type"] for r in records] == ["fault", "revert"]
+        assert records[0]["applied_at"] <= killed_at <= records[1]["reverted_at"]
+    finally:
+        world.down(home)
+
+
+def _until(predicate: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return predicate()
