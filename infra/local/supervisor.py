@@ -545,19 +545,24 @@ class Supervisor:
         revert of every active fault.
         """
         self.owner_gone.set()
-        self.set_phase(f"the owner (pid {self.owner_pid}) is gone: removing the world")
-        for record in list(faults_active(self)):
-            print(f"  active fault ends with the world: {record['fault']} {record['target']}")
-        intruders = self.kill_outsiders()
-        if intruders:
-            print(f"  killed {len(intruders)} process(es) entered from outside: {intruders}")
-        for name in ("world.json", "control.sock"):
-            with contextlib.suppress(OSError):
-                (self.world_dir / name).unlink()
-        self.set_phase("gone")
-        sys.stdout.flush()
-        # Process 1 exits with us, and the kernel kills whatever is left of the world.
-        os._exit(0)
+        try:
+            self.set_phase(f"the owner (pid {self.owner_pid}) is gone: removing the world")
+            intruders = self.kill_outsiders()
+            if intruders:
+                print(f"  killed {len(intruders)} process(es) entered from outside: {intruders}")
+            for record in faults_active(self):
+                print(f"  active fault ends with the world: {record['fault']} {record['target']}")
+            for name in ("world.json", "control.sock"):
+                with contextlib.suppress(OSError):
+                    (self.world_dir / name).unlink()
+            self.set_phase("gone")
+        except BaseException:
+            # Nothing here may keep the world alive: report and go all the same.
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            # Process 1 exits with us, and the kernel kills whatever is left of the world.
+            os._exit(0)
 
     def kill_outsiders(self) -> list[int]:
         """SIGKILL every process of the world that is not this supervisor's or process 1.
@@ -704,9 +709,13 @@ class Supervisor:
 
 
 def faults_active(sup: Supervisor) -> list[dict[str, Any]]:
+    """The active faults, read without the control lock (a fault may be in progress)."""
     from infra.local import faults
 
-    return faults.active(sup)
+    for _ in range(3):
+        with contextlib.suppress(RuntimeError):  # the table changed while being read
+            return faults.active(sup)
+    return []
 
 
 def _process_table() -> dict[int, int]:

@@ -196,3 +196,12 @@ def test_the_supervisor_refuses_faults_once_its_owner_is_gone(tmp_path: Path) ->
         with pytest.raises(FaultError, match=rf"{op} refused: the world's owner \(pid 4242\)"):
             sup.handle({"op": op, "args": {}})
     assert sup.handle({"op": "secrets"})["redis_password"]  # reads still answer
+
+
+def test_status_shows_the_ownership(capsys: pytest.CaptureFixture[str]) -> None:
+    from experiments.cli import _print_world
+
+    _print_world({"phase": "ready", "ownership": "owned by pid 77", "regions": []})
+    assert "owner              owned by pid 77\n" in capsys.readouterr().out
+    _print_world({"phase": "ready", "ownership": "detached", "regions": []})
+    assert "owner              detached\n" in capsys.readouterr().out
