@@ -79,7 +79,8 @@ def home() -> Path:
 
 
 def world_dir(base: Path | None = None) -> Path:
-    return (base or home()) / "world"
+    """The world's folder, resolved: a world is recognised by this path in its argv."""
+    return ((base or home()) / "world").resolve()
 
 
 @dataclass(frozen=True)
