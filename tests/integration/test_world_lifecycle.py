@@ -405,3 +405,20 @@ def test_a_stale_world_never_blocks_the_next_up(tmp_path: Path) -> None:
         assert world.read_info(tmp_path) is not None
     finally:
         assert _gameday("testbed", "down", env=_home(tmp_path)).returncode == 0
+
+
+def test_up_while_another_command_holds_the_lock_touches_nothing(tmp_path: Path) -> None:
+    # What the loser of a race sees when it comes while the winner is between its check
+    # and its world.json: the winner's half-made folder must stay as it is.
+    folder = tmp_path / "world"
+    folder.mkdir()
+    (folder / "supervisor.log").write_text("the winner's\n")
+    with world.world_lock(tmp_path):
+        done = _gameday("testbed", "up", *NO_HOST_PORTS, env=_home(tmp_path))
+    assert done.returncode == 2
+    assert done.stderr == (
+        f"gameday: error: another gameday command (pid {os.getpid()}) is starting or "
+        f"stopping the world in {tmp_path}: nothing was changed; try again when it is done\n"
+    )
+    assert sorted(p.name for p in folder.iterdir()) == ["supervisor.log"]
+    assert (folder / "supervisor.log").read_text() == "the winner's\n"
