@@ -271,10 +271,14 @@ def read_info(base: Path | None = None) -> WorldInfo | None:
 
 
 def require_world(base: Path | None = None) -> WorldInfo:
+    """The running world's record; WorldNotUp (saying why when a stale one is there)."""
     info = read_info(base)
     if info is None:
+        recorded = _recorded(world_dir(base))
+        reason = stale_reason(recorded) if recorded is not None else None
+        stale = f": a stale record is there, {reason}" if reason else ""
         raise WorldNotUp(
-            f"no local world is running (looked in {world_dir(base)}); "
+            f"no local world is running (looked in {world_dir(base)}{stale}); "
             "start one with `gameday testbed up`"
         )
     return info

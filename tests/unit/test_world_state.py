@@ -81,6 +81,13 @@ def test_a_world_whose_processes_are_gone_is_stale(tmp_path: Path) -> None:
     assert world.stale_reason(info) == f"its processes (pids {dead}, {dead}) are gone"
     assert world.read_info(tmp_path) is None
     assert (tmp_path / "world" / "world.json").exists()  # a reader never removes it
+    with pytest.raises(ConfigError) as caught:
+        world.require_world(tmp_path)
+    assert str(caught.value) == (
+        f"no local world is running (looked in {tmp_path / 'world'}: a stale record is "
+        f"there, its processes (pids {dead}, {dead}) are gone); start one with "
+        "`gameday testbed up`"
+    )
 
 
 def test_a_pid_reused_by_another_program_is_not_the_world(tmp_path: Path) -> None:
