@@ -255,6 +255,10 @@ def test_sigkill_on_a_reused_testbed_reverts_and_keeps_the_world(tmp_path: Path)
         proc.wait(timeout=10)
         # The drill reverts the region kill (a restart: some seconds), then is gone.
         assert _until(lambda: _host_leftovers(out) == [], 60), _host_leftovers(out)
+        time.sleep(0.5)  # the reader thread catches up with the drill's last lines
+        after = [lines.get() for _ in range(lines.qsize())]
+        # It was the drill's lifeline that reverted, after the runner was gone.
+        assert any("the runner is gone: no fault is applied" in s for s in after), after
         status = json.loads(
             subprocess.run(
                 [*GAMEDAY, "testbed", "status", "--json"],
