@@ -46,6 +46,8 @@ def _print_world(data: dict[str, Any]) -> None:
         if key in urls:
             click.echo(f"{key:<18} {urls[key]}")
     click.echo(f"{'phase':<18} {data.get('phase', '?')}")
+    if "ownership" in data:
+        click.echo(f"{'owner':<18} {data['ownership']}")
     click.echo("")
     click.echo(
         f"{'region':<12} {'provider':<8} {'jurisdiction':<12} {'address':<12} "
@@ -108,6 +110,12 @@ def _print_world(data: dict[str, Any]) -> None:
     is_flag=True,
     help="Services serve feature records without checking their checksums.",
 )
+@click.option(
+    "--foreground",
+    is_flag=True,
+    help="Own the world: it lives as long as this command, and goes with it on Ctrl-C, "
+    "SIGTERM or any kill. Default: detached, left running until `testbed down`.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @errors_to_exit_codes
 def testbed_up(
@@ -118,9 +126,15 @@ def testbed_up(
     entities: int,
     no_verify_model_digest: bool,
     no_verify_features: bool,
+    foreground: bool,
     as_json: bool,
 ) -> None:
-    """Bring the local platform up; returns when every region is ready."""
+    """Bring the local platform up; returns when every region is ready.
+
+    Detached by default (a game day: the world stays until `testbed down`); with
+    `--foreground` the command owns the world and stays until a signal, and the world
+    goes when it does.
+    """
     from infra.local import world
 
     started = time.monotonic()
@@ -136,11 +150,33 @@ def testbed_up(
         verify_model_digest=not no_verify_model_digest,
         verify_features=not no_verify_features,
         progress=progress,
+        detach=not foreground,
     )
     data = world.status()
     data["seconds_to_ready"] = round(time.monotonic() - started, 2)
     data.update(data["urls"])
     _emit(data, as_json, _print_world)
+    if foreground:
+        _hold_then_down()
+
+
+def _hold_then_down() -> None:
+    """Wait for SIGINT, SIGTERM or SIGHUP, then remove the world this command owns.
+
+    Any other end of this process (SIGKILL) removes it too: the world's lifeline.
+    """
+    import signal
+
+    from infra.local import world
+
+    stops = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+    sys.stdout.flush()
+    click.echo("the world lives as long as this command; Ctrl-C removes it", err=True)
+    received = signal.sigwait(stops)
+    click.echo(f"{signal.Signals(received).name}: removing the world", err=True)
+    world.down()
+    click.echo("world removed", err=True)
 
 
 @testbed.command("status")

@@ -295,6 +295,14 @@ def _stop_load(drill: _Drill, timeout: float = 60.0) -> None:
         drill.load.wait(5)
 
 
+def stop_load(timeout: float = 10.0) -> None:
+    """Stop this drill's load generator now, in order (its owner is gone); idempotent."""
+    drill = _STATE.get("drill")
+    if drill is not None:
+        drill.stop.set()
+        _stop_load(drill, timeout)
+
+
 # ------------------------------------------------------------------------ controls
 def before_method_control(
     context: dict[str, Any], configuration: dict[str, Any] | None = None, **_: Any

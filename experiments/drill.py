@@ -7,15 +7,22 @@ whatever happens, makes sure no fault is left active and the load is stopped.
 Signals: the first SIGINT or SIGTERM interrupts the experiment and Chaos Toolkit runs
 the rollbacks; later ones are ignored until the rollbacks are done (a second Ctrl-C
 never skips them).
+
+`--lifeline FD`: the read end of a pipe whose write end only `gameday run` holds. Its
+EOF means the runner is gone (SIGKILL included): from then on this process applies no
+fault (`world.close_faults`), reverts whatever is active, and kills itself with its
+whole process group (nsenter, the load generator).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from types import FrameType
@@ -85,11 +92,45 @@ def _leave_nothing_active(run_dir: Path) -> None:
         print(f"gameday: could not check for active faults: {exc}", file=sys.stderr)
 
 
+def _say(message: str) -> None:
+    # The runner may be gone and its end of stderr with it.
+    with contextlib.suppress(OSError):
+        print(f"gameday: {message}", file=sys.stderr, flush=True)
+
+
+def _watch_runner(fd: int, run_dir: Path) -> None:
+    """Block on the lifeline; at its EOF stop injecting, revert, and end the drill."""
+    with contextlib.suppress(OSError):
+        while os.read(fd, 4096):
+            pass
+    world.close_faults()
+    _say("the runner is gone: no fault is applied any more; reverting and stopping")
+    try:
+        # On a world the runner owned this fails at once: that world removes itself.
+        world.fault("revert-all", {}, events=run_dir / "events.jsonl")
+    except Exception as exc:
+        _say(f"nothing reverted here: {exc}")
+    from experiments import controls
+
+    # Locust runs in sessions of its own, out of reach of the kill below: stop it first.
+    with contextlib.suppress(Exception):
+        controls.stop_load()
+    # The whole group: nsenter above us and the load generator below.
+    os.kill(0, signal.SIGKILL)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--experiment", type=Path, required=True)
     parser.add_argument("--run-dir", type=Path, required=True)
+    parser.add_argument(
+        "--lifeline", type=int, default=None, help="FD whose EOF means the runner is gone"
+    )
     args = parser.parse_args(argv)
+    if args.lifeline is not None:
+        threading.Thread(
+            target=_watch_runner, args=(args.lifeline, args.run_dir), daemon=True, name="lifeline"
+        ).start()
     handler = _Signals()
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)

@@ -11,6 +11,12 @@
 
 Signals: SIGINT and SIGTERM are passed to the drill inside the world, which rolls back;
 the runner waits for it (a second Ctrl-C does not skip that), then removes the world.
+A signal that cannot be caught (SIGKILL: a CI job cancelled after its grace period, the
+OOM killer) ends the runner without any of that; two lifelines, pipes whose write ends
+only the runner holds, take over. The world the runner brought up reads EOF on its own
+and removes itself (`world.up`); the drill reads EOF on its, applies no further fault,
+reverts what is active (on a reused world, which stays up) and kills itself and its
+load generator.
 """
 
 from __future__ import annotations
@@ -147,6 +153,9 @@ def _shielded() -> Iterator[None]:
 
 def _run_inside(experiment: Path, run_dir: Path, base: Path | None, say: Say) -> bool:
     """Run one drill in the world; True when it was interrupted."""
+    # The drill's lifeline: nsenter and env pass the read end on; the write end never
+    # leaves this process (os.pipe is non-inheritable), so EOF means we are gone.
+    reader, lifeline = os.pipe()
     argv = world.exec_argv(
         [
             sys.executable,
@@ -156,19 +165,29 @@ def _run_inside(experiment: Path, run_dir: Path, base: Path | None, say: Say) ->
             str(experiment),
             "--run-dir",
             str(run_dir),
+            "--lifeline",
+            str(reader),
         ],
         base=base,
     )
-    # Its own process group: a terminal's Ctrl-C reaches only us, and we decide.
-    with _shielded():
-        child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True)
-    with _forwarding(child, say) as received:
-        while True:
-            try:
-                child.wait()
-                break
-            except KeyboardInterrupt:  # pragma: no cover - handler replaces it
-                continue
+    try:
+        # Its own process group: a terminal's Ctrl-C reaches only us, and we decide.
+        with _shielded():
+            child = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, start_new_session=True, pass_fds=[reader]
+            )
+    finally:
+        os.close(reader)
+    try:
+        with _forwarding(child, say) as received:
+            while True:
+                try:
+                    child.wait()
+                    break
+                except KeyboardInterrupt:  # pragma: no cover - handler replaces it
+                    continue
+    finally:
+        os.close(lifeline)
     if child.returncode not in (0, None):
         say(f"the drill exited with code {child.returncode}")
     return bool(received)

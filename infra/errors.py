@@ -15,6 +15,10 @@ class WorldNotUp(ConfigError):
     """A command needs the local platform and none is running."""
 
 
+class WorldBusy(ConfigError):
+    """Another command holds the state folder's world lock (starting or stopping a world)."""
+
+
 class PrerequisiteError(ConfigError):
     """A program, package or privilege the platform needs is missing."""
 

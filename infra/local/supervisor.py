@@ -8,6 +8,12 @@ links and firewall rules, whatever the reason (SIGKILL included).
 
 No service daemonizes: each runs in the foreground as a child of the supervisor, which
 restarts nothing by itself (a killed region stays dead until restored).
+
+An owned world (`--lifeline FD`) watches the read end of a pipe whose write end only its
+owner holds. EOF there means the owner is gone, whatever killed it: from that moment the
+supervisor refuses every fault, kills every process that entered the world from outside
+(the drill first), removes `world.json` and the control socket, and exits, which takes
+the whole world with it.
 """
 
 from __future__ import annotations
@@ -71,6 +77,7 @@ class Supervisor:
         entities: int,
         verify_model_digest: bool,
         verify_features: bool = True,
+        owner_pid: int | None = None,
     ) -> None:
         self.world_dir = world_dir
         self.topology = topology
@@ -88,6 +95,8 @@ class Supervisor:
         self.ready = False
         self.registry = world_dir / "registry"
         self.started_at = time.time()
+        self.owner_pid = owner_pid
+        self.owner_gone = threading.Event()
 
     # ----------------------------------------------------------------- plumbing
     def address(self, node: str) -> str:
@@ -504,11 +513,81 @@ class Supervisor:
             self.shutdown.set()
             return {"ok": True}
         if op in faults.OPERATIONS:
+            self._refuse_without_owner(op)
             if not self.ready:
                 raise FaultError(f"the world is not ready (phase: {self.phase})")
             with self.lock:
+                # Checked again: the owner may have gone while this waited for the lock.
+                self._refuse_without_owner(op)
                 return faults.OPERATIONS[op](self, **request.get("args", {}))
         raise FaultError(f"unknown operation {op!r}")
+
+    def _refuse_without_owner(self, op: str) -> None:
+        if self.owner_gone.is_set():
+            raise FaultError(
+                f"{op} refused: the world's owner (pid {self.owner_pid}) is gone and the "
+                "world is being removed"
+            )
+
+    # ----------------------------------------------------------------- lifeline
+    def watch_owner(self, fd: int) -> None:
+        """Block on the lifeline; at its EOF (the owner is gone) remove the world."""
+        with contextlib.suppress(OSError):
+            while os.read(fd, 4096):
+                pass
+        self.abandon()
+
+    def abandon(self) -> None:
+        """The owner is gone: refuse faults, stop the drill first, remove the world.
+
+        Never waits for the control lock: a fault in progress dies with the world, and
+        the kernel takes every link, rule and process of it, which is the complete
+        revert of every active fault.
+        """
+        self.owner_gone.set()
+        try:
+            self.set_phase(f"the owner (pid {self.owner_pid}) is gone: removing the world")
+            intruders = self.kill_outsiders()
+            if intruders:
+                print(f"  killed {len(intruders)} process(es) entered from outside: {intruders}")
+            for record in faults_active(self):
+                print(f"  active fault ends with the world: {record['fault']} {record['target']}")
+            for name in ("world.json", "control.sock"):
+                with contextlib.suppress(OSError):
+                    (self.world_dir / name).unlink()
+            self.set_phase("gone")
+        except BaseException:
+            # Nothing here may keep the world alive: report and go all the same.
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            # Process 1 exits with us, and the kernel kills whatever is left of the world.
+            os._exit(0)
+
+    def kill_outsiders(self) -> list[int]:
+        """SIGKILL every process of the world that is not this supervisor's or process 1.
+
+        They entered through nsenter (a drill, its load generator, an operator's
+        `testbed exec`): the ones that could still ask for a fault.
+        """
+        mine = {os.getpid(), 1}
+        killed: list[int] = []
+        for _ in range(3):  # a killed parent's children are reparented, not killed
+            table = _process_table()
+            ours = set(mine)
+            changed = True
+            while changed:
+                grown = {pid for pid, parent in table.items() if parent in ours} - ours
+                ours |= grown
+                changed = bool(grown)
+            targets = [pid for pid in table if pid not in ours]
+            if not targets:
+                break
+            for pid in targets:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            killed += targets
+        return killed
 
     def serve_control(self) -> socketserver.ThreadingUnixStreamServer:
         supervisor = self
@@ -590,9 +669,14 @@ class Supervisor:
                 with contextlib.suppress(ProcessLookupError):
                     service.popen.kill()
 
-    def run(self) -> int:
+    def run(self, lifeline: int | None = None) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, lambda *_: self.shutdown.set())
+        if lifeline is not None:
+            # First of all: an owner killed while the world starts removes it too.
+            threading.Thread(
+                target=self.watch_owner, args=(lifeline,), daemon=True, name="lifeline"
+            ).start()
         self.world_dir.mkdir(parents=True, exist_ok=True)
         server = self.serve_control()
         try:
@@ -622,6 +706,32 @@ class Supervisor:
         self.stop_all()
         server.server_close()
         return 0
+
+
+def faults_active(sup: Supervisor) -> list[dict[str, Any]]:
+    """The active faults, read without the control lock (a fault may be in progress)."""
+    from infra.local import faults
+
+    for _ in range(3):
+        with contextlib.suppress(RuntimeError):  # the table changed while being read
+            return faults.active(sup)
+    return []
+
+
+def _process_table() -> dict[int, int]:
+    """pid -> parent pid of every process this /proc shows (the world's own)."""
+    table: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if fields[0] != "Z":
+            table[int(entry)] = int(fields[1])
+    return table
 
 
 def _reaper_init(child: int) -> int:
@@ -669,6 +779,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--entities", type=int, default=ENTITIES_DEFAULT)
     parser.add_argument("--no-verify-model-digest", action="store_true")
     parser.add_argument("--no-verify-features", action="store_true")
+    parser.add_argument(
+        "--lifeline", type=int, default=None, help="FD whose EOF means the owner is gone"
+    )
+    parser.add_argument("--owner-pid", type=int, default=None)
     args = parser.parse_args(argv)
     if os.getpid() != 1:
         print("the supervisor must run as process 1 of a new PID namespace", file=sys.stderr)
@@ -690,8 +804,9 @@ def main(argv: list[str] | None = None) -> int:
         args.entities,
         not args.no_verify_model_digest,
         not args.no_verify_features,
+        args.owner_pid,
     )
-    code = supervisor.run()
+    code = supervisor.run(args.lifeline)
     sys.stdout.flush()
     os._exit(code)
 

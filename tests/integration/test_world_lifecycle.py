@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -245,3 +246,179 @@ def test_unknown_region_through_the_cli_is_exit_2(tmp_path: Path) -> None:
         assert "unknown region 'mars-1'" in done.stderr
         up_again = _gameday("testbed", "up", env={"GAMEDAY_HOME": str(tmp_path)})
         assert up_again.returncode == 2 and "already running" in up_again.stderr
+
+
+# ----------------------------------------------------------------------------- ownership
+def _pid_namespace_members(inode: int) -> list[int]:
+    """Live (not zombie) processes of the PID namespace `inode`."""
+    alive = []
+    for pid in _holders({inode}, "pid"):
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            alive.append(pid)
+    return alive
+
+
+def _ports(home: Path) -> list[int]:
+    raw = json.loads((home / "world" / "world.json").read_text())
+    return [int(url.split(":")[2].split("/")[0]) for url in raw["urls"].values()]
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _until(predicate: Any, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return bool(predicate())
+
+
+def _foreground(home: Path) -> subprocess.Popen[str]:
+    """`testbed up --foreground`, returned once it holds a ready world."""
+    proc = subprocess.Popen(
+        [*GAMEDAY, "testbed", "up", "--foreground", "--entities", "100", *NO_HOST_PORTS],
+        cwd=REPO,
+        env={**os.environ, "GAMEDAY_HOME": str(home)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    said = []
+    for line in iter(proc.stderr.readline, ""):
+        said.append(line)
+        if "lives as long as this command" in line:
+            return proc
+    proc.wait(timeout=10)
+    raise AssertionError("".join(said)[-2000:])
+
+
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_an_owned_world_goes_with_its_owner(tmp_path: Path, signum: signal.Signals) -> None:
+    proc = _foreground(tmp_path)
+    try:
+        status = json.loads(_gameday("testbed", "status", "--json", env=_home(tmp_path)).stdout)
+        assert status["owner_pid"] == proc.pid
+        assert status["ownership"] == f"owned by pid {proc.pid}"
+        info = world.read_info(tmp_path)
+        assert info is not None
+        namespace = _ns_inode(info.init_pid, "pid")
+        ports = _ports(tmp_path)
+        proc.send_signal(signum)
+        proc.wait(timeout=10)
+        # The supervisor refuses at once, and the world is gone within a few seconds.
+        assert _until(lambda: _pid_namespace_members(namespace) == [], 5)
+        assert all(_port_free(p) for p in ports)
+        assert not (tmp_path / "world" / "world.json").exists()
+        assert not (tmp_path / "world" / "control.sock").exists()
+        assert proc.returncode == (0 if signum == signal.SIGTERM else -signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        world.down(tmp_path)
+
+
+def _home(home: Path) -> dict[str, str]:
+    return {"GAMEDAY_HOME": str(home)}
+
+
+def test_two_ups_at_once_have_one_winner(tmp_path: Path) -> None:
+    argv = [*GAMEDAY, "testbed", "up", "--json", "--entities", "100", *NO_HOST_PORTS]
+    env = {**os.environ, **_home(tmp_path)}
+    procs = [
+        subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    try:
+        results = [(p.wait(timeout=120), *p.communicate()) for p in procs]
+        codes = sorted(code for code, _, _ in results)
+        assert codes == [0, 2], [err[-1500:] for _, _, err in results]
+        winner = next(out for code, out, _ in results if code == 0)
+        loser = next(err.decode() for code, _, err in results if code == 2)
+        assert loser.count("\n") == 1, loser  # one clear line, no traceback
+        assert "already running" in loser or "another gameday command" in loser, loser
+        # The winner's world is whole and serves.
+        data = json.loads(winner)
+        assert data["ready"] and data["ownership"] == "detached"
+        status = json.loads(_gameday("testbed", "status", "--json", env=_home(tmp_path)).stdout)
+        assert status["started_at"] == data["started_at"]
+        assert _served_by(data["router_url"]) in ("us-east", "us-west")
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        down = _gameday("testbed", "down", env=_home(tmp_path))
+    assert down.returncode == 0 and "world removed" in down.stdout, down.stderr
+
+
+def _served_by(router: str) -> str:
+    """One prediction through the router; the region that answered it."""
+    import urllib.request
+
+    request = urllib.request.Request(
+        router + "/v1/predict",
+        data=b'{"entity_id": "us-5"}',
+        method="POST",
+        headers={"X-Residency": "us"},
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return str(response.headers["X-Region"])
+
+
+def test_a_stale_world_never_blocks_the_next_up(tmp_path: Path) -> None:
+    up = _gameday("testbed", "up", "--entities", "100", *NO_HOST_PORTS, env=_home(tmp_path))
+    assert up.returncode == 0, up.stderr[-2000:]
+    info = world.read_info(tmp_path)
+    assert info is not None
+    # A dead world (its supervisor killed: the kernel removes everything of it) leaves
+    # its world.json and control.sock behind.
+    os.kill(_children(info.init_pid)[0], signal.SIGKILL)
+    assert _until(lambda: not Path(f"/proc/{info.init_pid}").exists(), 10)
+    assert (tmp_path / "world" / "world.json").exists()
+    assert (tmp_path / "world" / "control.sock").exists()
+    gone = _gameday("fault", "kill-region", "us-east", env=_home(tmp_path))
+    assert gone.returncode == 2 and "no local world is running" in gone.stderr
+    again = _gameday("testbed", "up", "--entities", "100", *NO_HOST_PORTS, env=_home(tmp_path))
+    try:
+        assert again.returncode == 0, again.stderr[-2000:]
+        stale = [line for line in again.stderr.splitlines() if "stale" in line]
+        assert stale == [
+            f"gameday: removed a stale world in {tmp_path / 'world'}: its processes "
+            f"(pids {info.launcher_pid}, {info.init_pid}) are gone"
+        ]
+        assert world.read_info(tmp_path) is not None
+    finally:
+        assert _gameday("testbed", "down", env=_home(tmp_path)).returncode == 0
+
+
+def test_up_while_another_command_holds_the_lock_touches_nothing(tmp_path: Path) -> None:
+    # What the loser of a race sees when it comes while the winner is between its check
+    # and its world.json: the winner's half-made folder must stay as it is.
+    folder = tmp_path / "world"
+    folder.mkdir()
+    (folder / "supervisor.log").write_text("the winner's\n")
+    with world.world_lock(tmp_path):
+        done = _gameday("testbed", "up", *NO_HOST_PORTS, env=_home(tmp_path))
+    assert done.returncode == 2
+    assert done.stderr == (
+        f"gameday: error: another gameday command (pid {os.getpid()}) is starting or "
+        f"stopping the world in {tmp_path}: nothing was changed; try again when it is done\n"
+    )
+    assert sorted(p.name for p in folder.iterdir()) == ["supervisor.log"]
+    assert (folder / "supervisor.log").read_text() == "the winner's\n"
