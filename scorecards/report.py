@@ -324,15 +324,30 @@ def report(
     max_age_days: float,
     out_dir: Path | None,
     clock: Callable[[], float] = time.time,
+    briefing: Path | None = None,
 ) -> Readiness:
-    """Build the readiness report; with `out_dir`, write report.md, .html, .json and charts."""
+    """Build the readiness report; with `out_dir`, write report.md, .html, .json and charts.
+
+    With `briefing`, also write the readiness briefing page there (scorecards.briefing).
+    """
     now = clock()
     conn = connect(db)
     try:
         runs = runs_since(conn, now - since_days * DAY)
+        if briefing is not None:
+            from scorecards.briefing import latest_run_ids
+            from scorecards.history import stored_scorecards
+
+            cards = stored_scorecards(conn, latest_run_ids(runs))
     finally:
         conn.close()
     result = readiness(runs, now, since_days, max_age_days, str(db))
+    if briefing is not None:
+        from scorecards.briefing import residual_risks
+        from scorecards.briefing import to_html as briefing_html
+
+        briefing.parent.mkdir(parents=True, exist_ok=True)
+        briefing.write_text(briefing_html(result, residual_risks(result, runs, cards)))
     if out_dir is None:
         return result
     out_dir.mkdir(parents=True, exist_ok=True)
