@@ -9,6 +9,7 @@ show. No script, no font, no network: inline CSS and SVG only.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
@@ -189,21 +190,21 @@ def residual_risks(
             if verdict in order
         ]
         risks += sorted(found, key=lambda r: order[r.verdict])
-    seen: set[tuple[str, float]] = set()
+    stale: dict[tuple[str, float], list[Row]] = {}
     for row in report.rows:
-        if row.age_days <= report.max_age_days or (row.experiment, row.latest_at) in seen:
-            continue
-        seen.add((row.experiment, row.latest_at))
+        if row.age_days > report.max_age_days:
+            stale.setdefault((row.experiment, row.latest_at), []).append(row)
+    for (experiment, latest_at), rows in stale.items():
         reason = (
-            f"latest drill {row.age_days:.1f} days old (max {report.max_age_days:g}): it no "
+            f"latest drill {rows[0].age_days:.1f} days old (max {report.max_age_days:g}): it no "
             "longer shows how the platform behaves today"
         )
         risks.append(
             Risk(
-                row.experiment,
-                row.jurisdiction,
+                experiment,
+                ", ".join(r.jurisdiction for r in rows),
                 "",
-                row.latest_at,
+                latest_at,
                 FRESHNESS,
                 FRESHNESS,
                 STALE,
@@ -290,8 +291,14 @@ def _age_cell(row: Row, max_age_days: float) -> str:
     return escape(text)
 
 
+def _code(text: str) -> str:
+    """Escaped text with `backticked` spans as <code>."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", escape(text))
+
+
 EXTRA_CSS = (
     "<style>.muted{color:#667085;font-size:12px}.fig{white-space:nowrap}"
+    ".banner .verdict{white-space:nowrap}"
     "svg.spark{display:block;margin-top:3px}td.hint{min-width:260px}</style>"
 )
 
@@ -355,7 +362,7 @@ def to_html(report: Readiness, risks: Sequence[Risk]) -> str:
                     f"<code>{escape(k.gate_id)}</code>",
                     pill(k.verdict) if k.verdict != STALE else pill("NO-GO", STALE),
                     escape(k.reason) or '<span class="muted">no reason recorded</span>',
-                    f'<span class="hint">{escape(k.hint)}</span>',
+                    f'<span class="hint">{_code(k.hint)}</span>',
                 ]
                 for k in risks
             ],

@@ -204,7 +204,7 @@ def test_a_stale_drill_says_run_it_again(tmp_path: Path) -> None:
     assert risks_of(db, now=T + 10 * DAY) == []
     stale = risks_of(db, now=T + 40 * DAY)
     assert {(r.gate, r.verdict, r.hint) for r in stale} == {("freshness", "STALE", "run it again")}
-    assert [r.scope for r in stale] == ["eu"]  # one risk per experiment and latest drill
+    assert [r.scope for r in stale] == ["eu, us"]  # one risk per experiment and latest drill
     assert stale[0].reason.startswith("latest drill 40.0 days old (max 30)")
 
 
@@ -254,7 +254,10 @@ def test_page_lists_experiments_risks_and_statements(tmp_path: Path) -> None:
     html = to_html(ready, risks_of(db))
     assert "Readiness briefing" in html and "NO-GO" in html
     assert html.count("<svg") == 4  # RTO and RPO for us and eu
-    assert "writes acknowledged by an isolated primary: consider `min-replicas-to-write`" in html
+    assert (
+        "writes acknowledged by an isolated primary: consider <code>min-replicas-to-write</code>"
+        in html
+    )
     assert "What these drills can and cannot show" in html
     assert "The worst of 1 drill is an upper bound" in html
     assert "<script" not in html and "http" not in html.replace("http-equiv", "")
