@@ -82,7 +82,8 @@ def _period(
         first = parse_when(start, "--from", False) if start else 0.0
         last = parse_when(end, "--to", True) if end else now
         return first, last
-    return now - (DEFAULT_SINCE_DAYS if since_days is None else since_days) * DAY, now
+    days = DEFAULT_SINCE_DAYS if since_days is None else since_days
+    return max(0.0, now - days * DAY), now
 
 
 def _day(when: float) -> str:

@@ -394,6 +394,13 @@ def _members(bundle: Path) -> tuple[dict[str, str], dict[str, bytes], list[str]]
     return digests, contents, problems
 
 
+def _seconds(text: str | None) -> float | None:
+    try:
+        return float(text) if text else None
+    except ValueError:
+        return None
+
+
 def _index(bundle: Path, contents: Mapping[str, bytes]) -> dict[str, Any]:
     where = f"{bundle}: {INDEX}"
     if INDEX not in contents:
@@ -423,6 +430,10 @@ def _index(bundle: Path, contents: Mapping[str, bytes]) -> dict[str, Any]:
         for key in (*run_keys, "manifest_sha256", "link"):
             if not isinstance(run, dict) or not isinstance(run.get(key), str):
                 raise ConfigError(f"{where}: runs[{i}].{key}: expected a string")
+        if _seconds(run["started_at"]) is None:
+            raise ConfigError(
+                f"{where}: runs[{i}].started_at: expected epoch seconds, got {run['started_at']!r}"
+            )
     for i, gate in enumerate(index["gates"]):
         for key in ("sha256", "file", "source"):
             if not isinstance(gate, dict) or not isinstance(gate.get(key), str):
@@ -574,7 +585,7 @@ def _check_history(
                 if r["run"] in by_id
                 else "",
             )
-            for r in sorted(rows, key=lambda r: (float(r["started_at"] or 0), r["run"]))
+            for r in sorted(rows, key=lambda r: (_seconds(r["started_at"]) or 0.0, r["run"] or ""))
         ]
     )
     head = recomputed[-1] if recomputed else GENESIS

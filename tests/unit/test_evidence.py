@@ -446,3 +446,27 @@ def test_cli_exit_codes(world: World, tmp_path: Path) -> None:
         ]
     )
     assert window.exit_code == 0 and json.loads(window.stdout)["runs"] == 1
+
+
+def test_malformed_fields_are_named_not_crashed_on(world: World, tmp_path: Path) -> None:
+    def garble(index: dict[str, Any]) -> None:
+        index["runs"][0]["started_at"] = "soon"
+
+    bad = rewrite(world.bundle, tmp_path / "i.tar.gz", index=garble)
+    with pytest.raises(
+        ConfigError, match=r"runs\[0\].started_at: expected epoch seconds, got 'soon'"
+    ):
+        ev.verify(bad)
+
+    def row(lines: list[str]) -> list[str]:
+        first = lines[1].split(",")
+        first[2] = "x"
+        return [lines[0], ",".join(first), *lines[2:]]
+
+    edited = rewrite(world.bundle, tmp_path / "h.tar.gz", history=row)
+    problems = ev.verify(edited).problems
+    assert problems[0].startswith("history.csv: edited")
+    assert (
+        "run d1-region-kill: started_at is 'x' in history.csv (line 2) but '1795086400.000000' "
+        "in the index"
+    ) in problems
