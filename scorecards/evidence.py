@@ -24,6 +24,7 @@ import io
 import json
 import os
 import posixpath
+import re
 import tarfile
 import tempfile
 import time
@@ -99,11 +100,18 @@ class Exported:
 
 
 def _run_ids(runs: Sequence[StoredRun]) -> list[str]:
-    """A bundle id per run: its directory name, made unique in time order."""
+    """A bundle id per run: its directory name, made unique in time order.
+
+    The runs of a repeated drill are `<drill dir>/run-01`, `run-02`, …: their id carries
+    the drill directory's name too.
+    """
     ids: list[str] = []
     seen: dict[str, int] = {}
     for run in runs:
-        name = Path(run.run_key).name or f"run-{run.id}"
+        path = Path(run.run_key)
+        name = path.name or f"run-{run.id}"
+        if re.fullmatch(r"run-\d+", name) and path.parent.name:
+            name = f"{path.parent.name}-{name}"
         seen[name] = seen.get(name, 0) + 1
         ids.append(name if seen[name] == 1 else f"{name}-{seen[name]}")
     return ids

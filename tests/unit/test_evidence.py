@@ -18,6 +18,7 @@ from experiments.cmd_evidence import evidence, parse_when
 from infra.errors import ConfigError, GamedayError
 from scorecards import evidence as ev
 from scorecards.gates import load_gates
+from scorecards.history import StoredRun
 from scorecards.sample import edit_measurements, write_sample_run
 from scorecards.scoring import score
 
@@ -470,3 +471,16 @@ def test_malformed_fields_are_named_not_crashed_on(world: World, tmp_path: Path)
         "run d1-region-kill: started_at is 'x' in history.csv (line 2) but '1795086400.000000' "
         "in the index"
     ) in problems
+
+
+def test_run_ids_are_unique_and_name_repeated_drills() -> None:
+    def stored(key: str, i: int) -> StoredRun:
+        return StoredRun(i, key, "region-kill", key, T0 + i, T0 + i, T0 + i, "PASS", None)
+
+    keys = ["/r/a", "/s/a", "/r/20261128T1-region-kill/run-01", "/r/20261129T1-region-kill/run-01"]
+    assert ev._run_ids([stored(k, i) for i, k in enumerate(keys)]) == [
+        "a",
+        "a-2",
+        "20261128T1-region-kill-run-01",
+        "20261129T1-region-kill-run-01",
+    ]
