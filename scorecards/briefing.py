@@ -242,7 +242,9 @@ def sparkline(series: Sequence[tuple[float, float | None]], target: float | None
         f'<svg class="spark" width="{SPARK_W:g}" height="{SPARK_H:g}" '
         f'viewBox="0 0 {SPARK_W:g} {SPARK_H:g}" role="img">'
     ]
-    shown = ", ".join(fmt(v, "s") if v is not None else "never recovered" for _, v in series)
+    shown = "; ".join(
+        f"{iso(t)[:10]}: {fmt(v, 's') if v is not None else 'never recovered'}" for t, v in series
+    )
     parts.append(f"<title>{escape(shown)}</title>")
     if target is not None:
         ty = y(target)

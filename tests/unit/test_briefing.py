@@ -238,7 +238,7 @@ def test_sparkline_exact_shapes() -> None:
         ("137.0", "6.1", "#b42318"),
     ]
     assert svg.count("<path ") == 1  # the never-recovered drill: a cross
-    assert "<title>10 s, never recovered, 70 s</title>" in svg
+    assert "<title>1970-01-01: 10 s; 1970-01-01: never recovered; 1970-01-01: 70 s</title>" in svg
     assert '<polyline points="3.0,24.0 137.0,6.1"' in svg
     assert sparkline([], 60.0) == '<span class="muted">no conclusive drill</span>'
     single = sparkline([(1.0, 0.0)], None)
