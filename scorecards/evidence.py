@@ -142,7 +142,7 @@ def _gates_text(path: Path) -> tuple[str, bytes] | None:
         data = path.read_text().encode()
     except (OSError, UnicodeDecodeError):
         return None
-    return hashlib.sha256(data).hexdigest(), data
+    return _sha(data), data
 
 
 def _find_gates(
@@ -199,7 +199,8 @@ def _report(
 
 
 def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+    """SHA-256 of bytes in memory, through the manifest's digest."""
+    return manifest.sha256_stream(io.BytesIO(data))
 
 
 class _Writer:
@@ -394,7 +395,7 @@ def _members(bundle: Path) -> tuple[dict[str, str], dict[str, bytes], list[str]]
                 if name in _READ or name.endswith(("/" + manifest.MANIFEST, "/scorecard.json")):
                     data = handle.read()
                     contents[name] = data
-                    digests[name] = hashlib.sha256(data).hexdigest()
+                    digests[name] = _sha(data)
                 else:
                     digests[name] = manifest.sha256_stream(cast(io.BufferedIOBase, handle))
     except (tarfile.TarError, OSError, EOFError) as exc:
