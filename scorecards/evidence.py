@@ -163,20 +163,21 @@ def _find_gates(
     return found
 
 
-def _history_csv(runs: Sequence[StoredRun], ids: Sequence[str]) -> bytes:
+def _history_csv(runs: Sequence[StoredRun], entries: Sequence[Mapping[str, Any]]) -> bytes:
+    """The history rows; the gates digest is the scorecard's (rows of schema 1 lack it)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(HISTORY_FIELDS)
-    for run, run_id in zip(runs, ids, strict=True):
+    for run, entry in zip(runs, entries, strict=True):
         writer.writerow(
             (
-                run_id,
+                entry["id"],
                 run.experiment,
-                stamp(run.when),
-                iso(run.when, "T", "Z"),
+                entry["started_at"],
+                entry["started_at_utc"],
                 stamp(run.scored_at),
                 run.verdict,
-                run.gates_sha256 or "",
+                entry["gates_sha256"],
                 run.run_dir,
             )
         )
@@ -302,7 +303,7 @@ def export(
         entry["link"] = value
     now = clock()
     decision, report_md, report_html = _report(db, start, end, min(end, now), max_age_days)
-    history = _history_csv(runs, ids)
+    history = _history_csv(runs, entries)
     index = {
         "schema": SCHEMA,
         "version": VERSION,

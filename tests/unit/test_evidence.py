@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import sqlite3
 import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -484,3 +485,12 @@ def test_run_ids_are_unique_and_name_repeated_drills() -> None:
         "20261128T1-region-kill-run-01",
         "20261129T1-region-kill-run-01",
     ]
+
+
+def test_history_rows_without_a_gates_digest_still_verify(fresh: World, tmp_path: Path) -> None:
+    conn = sqlite3.connect(fresh.db)
+    conn.execute("UPDATE runs SET gates_sha256 = NULL")  # rows written by schema version 1
+    conn.commit()
+    conn.close()
+    done = ev.export(fresh.db, T0, NOW, tmp_path / "b.tar.gz", tool_version="x", git_revision="y")
+    assert ev.verify(done.path).problems == ()
