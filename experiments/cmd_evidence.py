@@ -103,10 +103,15 @@ def _day(when: float) -> str:
     "since_days",
     type=click.FloatRange(min=0),
     default=None,
+    metavar="DAYS",
     help=f"Drills of the last DAYS days (default {DEFAULT_SINCE_DAYS:g}).",
 )
-@click.option("--from", "start", default=None, help="First day (2026-11-01) or ISO time, UTC.")
-@click.option("--to", "end", default=None, help="Last day (inclusive) or ISO time, UTC.")
+@click.option(
+    "--from", "start", default=None, metavar="DATE", help="First day (2026-11-01) or ISO time, UTC."
+)
+@click.option(
+    "--to", "end", default=None, metavar="DATE", help="Last day (inclusive) or ISO time, UTC."
+)
 @click.option(
     "--out",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -133,12 +138,14 @@ def _day(when: float) -> str:
     "bundle",
     type=click.Path(path_type=Path, dir_okay=False),
     default=None,
+    metavar="BUNDLE",
     help="Check BUNDLE offline instead: exit 0 verified, 1 with every problem named.",
 )
 @click.option(
     "--head",
     "expected_head",
     default=None,
+    metavar="HEX",
     help="With --verify: the chain head recorded when the bundle was made (catches a "
     "bundle rebuilt from scratch).",
 )
