@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import sqlite3
+import subprocess
 import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -494,3 +495,15 @@ def test_history_rows_without_a_gates_digest_still_verify(fresh: World, tmp_path
     conn.close()
     done = ev.export(fresh.db, T0, NOW, tmp_path / "b.tar.gz", tool_version="x", git_revision="y")
     assert ev.verify(done.path).problems == ()
+
+
+def test_make_evidence_runs_the_export() -> None:
+    done = subprocess.run(
+        ["make", "-n", "-C", str(REPO), "evidence", "EVIDENCE_ARGS=--since 7"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert ".venv/bin/gameday evidence --since 7" in done.stdout
