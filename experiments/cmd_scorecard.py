@@ -217,7 +217,6 @@ def report(
     """
     from infra.errors import ConfigError
     from scorecards.report import report as build
-    from scorecards.report import to_markdown
 
     if not history.exists():
         raise ConfigError(f"{history}: no history yet (score a run with `gameday scorecard`)")
@@ -226,6 +225,6 @@ def report(
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
     else:
-        click.echo(to_markdown(result))
+        click.echo((out_dir / "report.md").read_text())
         click.echo(f"wrote {out_dir / 'report.md'}, {out_dir / 'report.html'} and {page}", err=True)
     ctx.exit(EXIT_PASS if result.decision == "GO" else EXIT_FAIL)

@@ -215,6 +215,29 @@ def residual_risks(
     return risks
 
 
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(risks: Sequence[Risk]) -> str:
+    """The residual-risk section for report.md (and so for a CI job summary)."""
+    lines = ["## Residual risks", ""]
+    if not risks:
+        return "\n".join(
+            [*lines, "None: every gate of every experiment's latest drill passed.", ""]
+        )
+    lines += [
+        "| experiment | scope | gate | verdict | what the drill showed | what to look at |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {_md_cell(k.experiment)} | {_md_cell(k.scope)} | `{k.gate_id}` | {k.verdict} | "
+        f"{_md_cell(k.reason) or 'no reason recorded'} | {_md_cell(k.hint)} |"
+        for k in risks
+    ]
+    return "\n".join([*lines, ""])
+
+
 SPARK_W, SPARK_H, SPARK_PAD = 140.0, 30.0, 3.0
 RED, GREEN, GREY = "#b42318", "#1b7f3b", "#667085"
 

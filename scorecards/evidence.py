@@ -37,6 +37,7 @@ from infra.errors import ConfigError, GamedayError
 from scorecards import manifest
 from scorecards.briefing import latest_run_ids, residual_risks
 from scorecards.briefing import to_html as briefing_html
+from scorecards.briefing import to_markdown as risks_markdown
 from scorecards.history import (
     StoredRun,
     connect,
@@ -195,8 +196,9 @@ def _report(
     finally:
         conn.close()
     result = readiness(runs, now, (end - start) / DAY, max_age_days, str(db))
-    page = briefing_html(result, residual_risks(result, runs, cards))
-    return result.decision, to_markdown(result).encode(), page.encode()
+    risks = residual_risks(result, runs, cards)
+    markdown = to_markdown(result) + "\n" + risks_markdown(risks)
+    return result.decision, markdown.encode(), briefing_html(result, risks).encode()
 
 
 def _sha(data: bytes) -> str:

@@ -45,6 +45,7 @@ def test_the_report_job_fails_on_no_go_and_passes_on_go(tmp_path: Path) -> None:
     assert failing["Readiness report"] == 1  # NO-GO fails the job
     assert failing["Job summary"] == 0
     assert "Readiness: NO-GO" in failing["summary"] and "network-partition" in failing["summary"]
+    assert "writes acknowledged by an isolated primary" in failing["summary"]  # what to fix
     assert failing["briefing"]
 
     inconclusive = report_job(tmp_path / "b", {"region-kill": {"saturated": True}})

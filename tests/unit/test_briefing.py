@@ -288,3 +288,39 @@ def test_report_command_writes_the_briefing(tmp_path: Path) -> None:
     chosen = tmp_path / "elsewhere" / "board.html"
     result = invoke(["--history", str(db), "--out", str(out), "--html", str(chosen)])
     assert result.exit_code == 1 and chosen.exists()
+
+
+def test_risks_in_markdown_exactly() -> None:
+    risk = Risk(
+        "region-kill",
+        "us",
+        "runs/a",
+        T,
+        "rto_seconds",
+        "rto_seconds[predict/us]",
+        "FAIL",
+        "64 s ≥ 60 s | worst",
+        HINTS["lost_after_fault"],
+    )
+    assert briefing.to_markdown([risk]) == (
+        "## Residual risks\n\n"
+        "| experiment | scope | gate | verdict | what the drill showed | what to look at |\n"
+        "|---|---|---|---|---|---|\n"
+        "| region-kill | us | `rto_seconds[predict/us]` | FAIL | 64 s ≥ 60 s \\| worst | "
+        "writes acknowledged by an isolated primary: consider `min-replicas-to-write` |\n"
+    )
+    assert briefing.to_markdown([]) == (
+        "## Residual risks\n\nNone: every gate of every experiment's latest drill passed.\n"
+    )
+
+
+def test_report_md_and_stdout_carry_the_risks(tmp_path: Path) -> None:
+    db = scored(tmp_path, lost_after_fault=2)
+    out = tmp_path / "report"
+    result = CliRunner().invoke(
+        report_command, ["--history", str(db), "--out", str(out)], obj={"clock": lambda: T}
+    )
+    assert result.exit_code == 1
+    for text in (result.stdout, (out / "report.md").read_text()):
+        assert "## Residual risks" in text
+        assert "| `lost_after_fault[us]` | FAIL |" in text
