@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup host-packages test-packages venv test test-fast lint drill bench clean
+.PHONY: help setup host-packages test-packages venv test test-fast lint drill evidence bench clean
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -44,6 +44,10 @@ lint: setup ## ruff and mypy --strict
 
 drill: setup ## bring up the local platform, kill a region under load, print the verdict
 	$(BIN)/gameday run region-kill
+
+EVIDENCE_ARGS ?= --since 90
+evidence: venv ## export the drills of a period as a verifiable bundle (EVIDENCE_ARGS="--since 90")
+	$(BIN)/gameday evidence $(EVIDENCE_ARGS)
 
 bench: setup ## run the benchmarks and rewrite docs/benchmarks.md
 	$(BIN)/python -m tests.bench

@@ -499,6 +499,7 @@ def run(
 
 def _register() -> None:
     # Each part's commands live beside it; they import their heavy libraries lazily.
+    from experiments.cmd_evidence import evidence
     from experiments.cmd_load import load
     from experiments.cmd_measure import measure
     from experiments.cmd_scorecard import report, scorecard
@@ -507,6 +508,7 @@ def _register() -> None:
     main.add_command(measure)
     main.add_command(scorecard)
     main.add_command(report)
+    main.add_command(evidence)
 
 
 _register()

@@ -192,6 +192,13 @@ def _verify(ctx: click.Context, run_dirs: tuple[Path, ...], as_json: bool) -> No
     show_default=True,
     help="Folder for report.md, report.html, report.json and the trend charts.",
 )
+@click.option(
+    "--html",
+    "briefing",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Where the readiness briefing page goes (default: OUT/briefing.html).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_context
 @errors_to_exit_codes
@@ -201,6 +208,7 @@ def report(
     since_days: float,
     max_age_days: float,
     out_dir: Path,
+    briefing: Path | None,
     as_json: bool,
 ) -> None:
     """Readiness over the history: latest verdict, freshness, trends, distributions.
@@ -209,14 +217,14 @@ def report(
     """
     from infra.errors import ConfigError
     from scorecards.report import report as build
-    from scorecards.report import to_markdown
 
     if not history.exists():
         raise ConfigError(f"{history}: no history yet (score a run with `gameday scorecard`)")
-    result = build(history, since_days, max_age_days, out_dir, clock=_clock(ctx))
+    page = briefing or out_dir / "briefing.html"
+    result = build(history, since_days, max_age_days, out_dir, clock=_clock(ctx), briefing=page)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
     else:
-        click.echo(to_markdown(result))
-        click.echo(f"wrote {out_dir / 'report.md'} and {out_dir / 'report.html'}", err=True)
+        click.echo((out_dir / "report.md").read_text())
+        click.echo(f"wrote {out_dir / 'report.md'}, {out_dir / 'report.html'} and {page}", err=True)
     ctx.exit(EXIT_PASS if result.decision == "GO" else EXIT_FAIL)

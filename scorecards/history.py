@@ -12,6 +12,7 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from infra.errors import ConfigError
 from scorecards.evaluate import Scorecard
@@ -214,3 +215,58 @@ def runs_since(conn: sqlite3.Connection, since: float | None) -> list[HistoryRun
         )
         for r in rows
     ]
+
+
+@dataclass(frozen=True)
+class StoredRun:
+    """One stored run as the evidence binder exports it; `when` as in `HistoryRun`."""
+
+    id: int
+    run_key: str
+    experiment: str
+    run_dir: str
+    when: float
+    started_at: float | None
+    scored_at: float
+    verdict: str
+    gates_sha256: str | None
+
+
+def stored_runs(conn: sqlite3.Connection, start: float, end: float) -> list[StoredRun]:
+    """Stored runs whose start is in [start, end] (epoch s), oldest first."""
+    rows = conn.execute(
+        "SELECT id, run_key, experiment, run_dir, COALESCE(started_at, scored_at) AS t, "
+        "started_at, scored_at, verdict, gates_sha256 FROM runs "
+        "WHERE COALESCE(started_at, scored_at) BETWEEN ? AND ? ORDER BY t, id",
+        (start, end),
+    ).fetchall()
+    return [
+        StoredRun(
+            int(r[0]),
+            str(r[1]),
+            str(r[2]),
+            str(r[3]),
+            float(r[4]),
+            None if r[5] is None else float(r[5]),
+            float(r[6]),
+            str(r[7]),
+            None if r[8] is None else str(r[8]),
+        )
+        for r in rows
+    ]
+
+
+def stored_scorecards(conn: sqlite3.Connection, ids: Sequence[int]) -> dict[int, Any]:
+    """Run id → its stored scorecard.json document (as parsed JSON) for the given runs."""
+    out: dict[int, Any] = {}
+    for start in range(0, len(ids), 500):
+        chunk = tuple(ids[start : start + 500])
+        marks = ",".join("?" * len(chunk))
+        for run_id, text in conn.execute(
+            f"SELECT id, scorecard FROM runs WHERE id IN ({marks})", chunk
+        ):
+            try:
+                out[int(run_id)] = json.loads(text)
+            except ValueError as exc:
+                raise ConfigError(f"history run {run_id}: scorecard: not valid JSON") from exc
+    return out

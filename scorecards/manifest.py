@@ -7,7 +7,9 @@ relative path) except itself. `verify` reports every changed, added and removed 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,13 +19,15 @@ MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
 
 
+def sha256_stream(handle: io.BufferedIOBase) -> str:
+    """Hex SHA-256 of an open binary file object (e.g. a member of a tar archive)."""
+    return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
 def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
+    """Hex SHA-256 of a file."""
     with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return sha256_stream(handle)
 
 
 def digests(run_dir: Path) -> dict[str, str]:
@@ -46,21 +50,30 @@ def write_manifest(run_dir: Path) -> Path:
     return target
 
 
+def parse_manifest(text: str, where: str) -> dict[str, str]:
+    """The digests recorded in a manifest's text; `where` names it in errors (ConfigError)."""
+    try:
+        document = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: not readable JSON: {exc}") from exc
+    files = document.get("files") if isinstance(document, dict) else None
+    if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
+        raise ConfigError(f"{where}: files: expected a mapping of path to sha256")
+    return {str(k): str(v) for k, v in files.items()}
+
+
 def read_manifest(run_dir: Path) -> dict[str, str]:
     """The recorded digests; raises ConfigError when the manifest is missing or malformed."""
     path = run_dir / MANIFEST
     if not run_dir.is_dir():
         raise ConfigError(f"{run_dir}: not a run directory (no such directory)")
     try:
-        document = json.loads(path.read_text())
+        text = path.read_text()
     except FileNotFoundError as exc:
         raise ConfigError(f"{path}: missing (score the run first)") from exc
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{path}: not readable JSON: {exc}") from exc
-    files = document.get("files") if isinstance(document, dict) else None
-    if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
-        raise ConfigError(f"{path}: files: expected a mapping of path to sha256")
-    return {str(k): str(v) for k, v in files.items()}
+    return parse_manifest(text, str(path))
 
 
 @dataclass(frozen=True)
@@ -76,8 +89,11 @@ class Difference:
 
 def verify(run_dir: Path) -> list[Difference]:
     """Every difference between the directory and its manifest; [] when intact."""
-    recorded = read_manifest(run_dir)
-    actual = digests(run_dir)
+    return compare(read_manifest(run_dir), digests(run_dir))
+
+
+def compare(recorded: Mapping[str, str], actual: Mapping[str, str]) -> list[Difference]:
+    """Every difference between recorded and actual digests (path → sha256), by path."""
     diffs = [Difference(p, "removed") for p in sorted(set(recorded) - set(actual))]
     diffs += [Difference(p, "added") for p in sorted(set(actual) - set(recorded))]
     diffs += [

@@ -324,15 +324,35 @@ def report(
     max_age_days: float,
     out_dir: Path | None,
     clock: Callable[[], float] = time.time,
+    briefing: Path | None = None,
 ) -> Readiness:
-    """Build the readiness report; with `out_dir`, write report.md, .html, .json and charts."""
+    """Build the readiness report; with `out_dir`, write report.md, .html, .json and charts.
+
+    With `briefing`, also write the readiness briefing page there (scorecards.briefing),
+    and add its residual risks to report.md.
+    """
     now = clock()
     conn = connect(db)
     try:
         runs = runs_since(conn, now - since_days * DAY)
+        if briefing is not None:
+            from scorecards.briefing import latest_run_ids
+            from scorecards.history import stored_scorecards
+
+            cards = stored_scorecards(conn, latest_run_ids(runs))
     finally:
         conn.close()
     result = readiness(runs, now, since_days, max_age_days, str(db))
+    risks_md = ""
+    if briefing is not None:
+        from scorecards.briefing import residual_risks
+        from scorecards.briefing import to_html as briefing_html
+        from scorecards.briefing import to_markdown as risks_markdown
+
+        risks = residual_risks(result, runs, cards)
+        briefing.parent.mkdir(parents=True, exist_ok=True)
+        briefing.write_text(briefing_html(result, risks))
+        risks_md = "\n" + risks_markdown(risks)
     if out_dir is None:
         return result
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -364,7 +384,7 @@ def report(
         result.rows,
         tuple(charts),
     )
-    (out_dir / "report.md").write_text(to_markdown(result))
+    (out_dir / "report.md").write_text(to_markdown(result) + risks_md)
     (out_dir / "report.html").write_text(to_html(result, out_dir))
     (out_dir / "report.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     return result
