@@ -223,10 +223,24 @@ def compare(
     a_groups = [r.world.get("data_groups") for r in a.runs if r.world]
     b_groups = [r.world.get("data_groups") for r in b.runs if r.world]
     if a_groups and b_groups and a_groups[0] != b_groups[0]:
-        notes.append(f"store settings differ: A {a_groups[0] or 'none'}, B {b_groups[0] or 'none'}")
+        notes.append(
+            f"store settings differ: A {_settings(a_groups[0])}; B {_settings(b_groups[0])}"
+        )
     for letter, side in (("A", a), ("B", b)):
         notes += [f"{letter}: {note}" for note in side.card.notes]
     return Comparison(a, b, pairs, tuple(notes))
+
+
+def _settings(groups: object) -> str:
+    """`eu: min-replicas-to-write 1, min-replicas-max-lag 2` from world.json's data_groups."""
+    if not isinstance(groups, dict) or not groups:
+        return "Redis defaults"
+    return "; ".join(
+        f"{group}: " + ", ".join(f"{k} {v}" for k, v in settings.items())
+        if isinstance(settings, dict)
+        else f"{group}: {settings}"
+        for group, settings in groups.items()
+    )
 
 
 def describe_change(gate: GateChange) -> str:

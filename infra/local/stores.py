@@ -97,13 +97,13 @@ def replication(address: str, password: str) -> dict[str, str]:
         conn.close()
 
 
-def store_settings(address: str, password: str) -> dict[str, int]:
+def store_settings(address: str, password: str, port: int = plan.REDIS_PORT) -> dict[str, int]:
     """The write-guard settings a store runs with (CONFIG GET); empty when it does not answer.
 
     What the store itself reports, not what a file says: `testbed status` shows these,
     so a promoted replica or a restored region proves it carries them.
     """
-    conn = client(address, password)
+    conn = client(address, password, port)
     try:
         answer = conn.config_get("min-replicas-*")
         found = {key: answer.get(key) for key in GUARD_SETTINGS}

@@ -219,3 +219,15 @@ def test_bad_input_is_exit_2_naming_it(tmp_path: Path, args: list[str], message:
 def test_library_raises_config_error_for_an_empty_side(tmp_path: Path, gates: Gates) -> None:
     with pytest.raises(ConfigError, match="at least one run on each side"):
         compare([], [run(tmp_path, "a")], gates, T)
+
+
+def test_different_store_settings_are_noted(tmp_path: Path, gates: Gates) -> None:
+    a, b = broken_and_fixed(tmp_path)
+    world = json.loads((b / "world.json").read_text())
+    world["data_groups"] = {"eu": {"min-replicas-to-write": 1, "min-replicas-max-lag": 2}}
+    (b / "world.json").write_text(json.dumps(world))
+    notes = compare([a], [b], gates, T).notes
+    assert (
+        "store settings differ: A Redis defaults; "
+        "B eu: min-replicas-to-write 1, min-replicas-max-lag 2"
+    ) in notes
