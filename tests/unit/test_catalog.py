@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -137,3 +138,26 @@ def test_a_bad_experiment_topology_names_the_field(value: object, message: str) 
         catalog.topology_of(experiment, Path("x.yaml"))
     assert message in str(err.value)
     assert str(err.value).startswith("x.yaml: ")
+
+
+def test_a_guarded_drill_refuses_a_running_world_without_the_guard(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from experiments import runner
+    from infra.local import world
+
+    # A world's record as `testbed up` writes it; inside the world no pid check applies.
+    base = tmp_path / "h"
+    (base / "world").mkdir(parents=True)
+    record = {"launcher_pid": 1, "init_pid": 1, "started_at": 0.0, "urls": {}}
+    for topology, ok in (("topology.yaml", False), ("topology-guarded.yaml", True)):
+        path = REPO / "infra" / "local" / topology
+        (base / "world" / "world.json").write_text(json.dumps({**record, "topology": str(path)}))
+        monkeypatch.setenv(world.IN_WORLD_ENV, "1")
+        guarded = REPO / "infra" / "local" / "topology-guarded.yaml"
+        if ok:
+            runner._check_store_settings(guarded, base)
+        else:
+            with pytest.raises(ConfigError, match="other data group settings") as err:
+                runner._check_store_settings(guarded, base)
+            assert f"testbed up --topology {guarded}" in str(err.value)
