@@ -4,7 +4,8 @@ A primary and a replica started from `configs.redis_conf` with the guard of
 `topology-guarded.yaml` (min-replicas-to-write 1, min-replicas-max-lag 2), on free
 loopback ports, and a Sentinel that fails over within seconds. A stopped process
 (SIGSTOP) keeps its TCP connections open and answers nothing: to its peers it looks
-exactly like the far side of a partition that drops packets.
+exactly like the far side of a partition that drops packets. The last test brings up
+a whole world on the guarded topology and fails its EU primary region over.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,7 +25,7 @@ import redis
 
 from infra.local import configs, stores
 from infra.local.topology import DEFAULT_TOPOLOGY, load_topology
-from tests.conftest import stop_processes
+from tests.conftest import Answer, needs_world, running_world, stop_processes
 from tests.integration.prometheus_process import free_port
 
 PASSWORD = "guard-test-secret"
@@ -184,3 +186,72 @@ def test_the_replica_sentinel_promotes_enforces_the_guard(group: Group) -> None:
     os.kill(group.primary.pid, signal.SIGCONT)
     assert wait_for(lambda: _write(replica, "k:rejoined"), 30), "writes never resumed"
     assert role(group.conn("primary")) == b"slave"
+
+
+WANTED = {"min-replicas-to-write": 1, "min-replicas-max-lag": 2}
+REDIS_DEFAULTS = {"min-replicas-to-write": 0, "min-replicas-max-lag": 10}
+
+
+def _until(predicate: object, timeout: float) -> bool:
+    assert callable(predicate)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@needs_world
+@pytest.mark.world
+def test_a_guarded_world_keeps_the_guard_through_failover_and_restore(tmp_path: Path) -> None:
+    """In the world: status shows the guard; the promoted and the restored store carry it."""
+    base = tmp_path / "gd"
+    with running_world(
+        base, topology_path=DEFAULT_TOPOLOGY.with_name("topology-guarded.yaml")
+    ) as w:
+        status = w.status()
+        assert status["data_groups"] == {"eu": WANTED}
+        reported = {r["name"]: r["store_settings"] for r in status["regions"]}
+        assert reported == {
+            "us-east": REDIS_DEFAULTS,
+            "us-west": REDIS_DEFAULTS,
+            "eu-west": WANTED,
+            "eu-central": WANTED,
+        }
+        human = subprocess.run(
+            [sys.executable, "-m", "experiments.cli", "testbed", "status"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "GAMEDAY_HOME": str(base)},
+            timeout=30,
+            check=True,
+        ).stdout
+        assert (
+            "store settings eu: min-replicas-to-write 1, min-replicas-max-lag 2 (stores report: "
+            "eu-west min-replicas-to-write 1 min-replicas-max-lag 2; "
+            "eu-central min-replicas-to-write 1 min-replicas-max-lag 2)"
+        ) in human
+        assert "store settings us: Redis defaults, no write guard" in human
+        assert w.write("eu", "guard-itest", 1).status == 201
+
+        w.fault("kill-region", region="eu-west")
+        assert _until(lambda: w.status()["primaries"]["eu"] == "eu-central", 30)
+        promoted = w.region("eu-central")
+        assert (promoted["role"], promoted["store_settings"]) == ("primary", WANTED)
+        # Its only replica is dead: it refuses instead of acknowledging what it may lose.
+        answers: list[Answer] = []
+
+        def refused() -> bool:
+            answers.append(w.write("eu", "guard-itest", 2))
+            return answers[-1].status == 503 and "NOREPLICAS" in str(answers[-1].body)
+
+        # (The service may first have to drop its connection to the dead primary.)
+        assert _until(refused, 10), answers[-3:]
+        assert all(a.status != 201 for a in answers), answers
+
+        w.fault("restore-region", region="eu-west")
+        restored = w.region("eu-west")
+        assert (restored["role"], restored["store_settings"]) == ("replica", WANTED)
+        seq = iter(range(3, 1000))
+        assert _until(lambda: w.write("eu", "guard-itest", next(seq)).status == 201, 20)
