@@ -31,6 +31,7 @@ from scorecards.stats import bootstrap_ci
 COMPARISON_VERSION = 1
 NOTABLE_SHARE = 0.10
 CONFIDENCE = 0.95
+FEW_RUNS = 5
 NoiseStatus = Literal["larger", "within", "unknown"]
 
 
@@ -158,9 +159,18 @@ def _noise(a: GateResult | None, b: GateResult | None, unit: str) -> Noise:
         f"[{fmt(a_ci[0], unit)}, {fmt(a_ci[1], unit)}] over {len(a_vals)} runs, B "
         f"[{fmt(b_ci[0], unit)}, {fmt(b_ci[1], unit)}] over {len(b_vals)} runs"
     )
+    # With few runs the resamples include every run repeated n times often enough that
+    # the percentile interval spans about the range of the runs: say so.
+    rough = (
+        f"; with under {FEW_RUNS} runs a side an interval is about the range of the runs"
+        if min(len(a_vals), len(b_vals)) < FEW_RUNS
+        else ""
+    )
     if apart:
-        return Noise("larger", f"larger than run-to-run noise: {shown} do not overlap", a_ci, b_ci)
-    return Noise("within", f"within run-to-run noise: {shown} overlap", a_ci, b_ci)
+        return Noise(
+            "larger", f"larger than run-to-run noise: {shown} do not overlap{rough}", a_ci, b_ci
+        )
+    return Noise("within", f"within run-to-run noise: {shown} overlap{rough}", a_ci, b_ci)
 
 
 def _notable(

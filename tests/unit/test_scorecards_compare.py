@@ -130,6 +130,9 @@ def test_repeated_runs_a_difference_larger_than_the_noise(tmp_path: Path, gates:
     assert high_b < low_a
     assert lost.noise.statement.startswith("larger than run-to-run noise: 95 % intervals")
     assert "over 3 runs" in lost.noise.statement and "do not overlap" in lost.noise.statement
+    assert lost.noise.statement.endswith(
+        "; with under 5 runs a side an interval is about the range of the runs"
+    )
 
 
 def test_repeated_runs_a_difference_within_the_noise(tmp_path: Path, gates: Gates) -> None:
