@@ -16,6 +16,7 @@ import click
 from experiments.exits import errors_to_exit_codes
 
 DEFAULT_GATES = Path(__file__).resolve().parent / "gates.yaml"
+DEFAULT_HISTORY = Path(".gameday/history.sqlite")
 
 
 def _default_out(a: list[Path], b: list[Path]) -> Path:
@@ -44,6 +45,20 @@ def _default_out(a: list[Path], b: list[Path]) -> Path:
     help="A run of side B (repeat the option for repeated runs).",
 )
 @click.option(
+    "--last",
+    "last",
+    default=None,
+    metavar="EXPERIMENT",
+    help="Compare the previous and the latest run of EXPERIMENT in the history.",
+)
+@click.option(
+    "--history",
+    type=click.Path(path_type=Path),
+    default=DEFAULT_HISTORY,
+    show_default=True,
+    help="SQLite history that --last reads.",
+)
+@click.option(
     "--gates",
     "gates_file",
     type=click.Path(path_type=Path),
@@ -62,11 +77,14 @@ def compare(
     runs: tuple[Path, ...],
     a_dirs: tuple[Path, ...],
     b_dirs: tuple[Path, ...],
+    last: str | None,
+    history: Path,
     gates_file: Path | None,
     out: Path | None,
     as_json: bool,
 ) -> None:
-    """Compare RUN_A with RUN_B, or the runs given with --a … and --b ….
+    """Compare RUN_A with RUN_B, the runs given with --a … and --b …, or (--last) the two
+    latest runs of an experiment in the history: what changed since the last drill.
 
     Each run is a run directory or a repeated drill's folder (its run-NN/ runs). Both
     sides are scored as `gameday scorecard` scores them, each against its own
@@ -76,18 +94,24 @@ def compare(
     from infra.errors import ConfigError
     from scorecards import compare_render
     from scorecards.compare import compare as compare_runs
+    from scorecards.compare import last_two
     from scorecards.gates import load_gates
 
-    if runs and (a_dirs or b_dirs):
-        raise ConfigError("give RUN_A RUN_B, or --a/--b, not both")
-    if runs:
+    if sum(map(bool, (runs, a_dirs or b_dirs, last))) > 1:
+        raise ConfigError("give one of: RUN_A RUN_B, --a/--b, or --last EXPERIMENT")
+    if last:
+        previous, latest = last_two(history, last)
+        a, b = [previous], [latest]
+    elif runs:
         if len(runs) != 2:
             raise ConfigError(f"give exactly two runs, RUN_A RUN_B (got {len(runs)})")
         a, b = [runs[0]], [runs[1]]
     else:
         a, b = list(a_dirs), list(b_dirs)
         if not a or not b:
-            raise ConfigError("give RUN_A RUN_B, or at least one --a and one --b")
+            raise ConfigError(
+                "give RUN_A RUN_B, at least one --a and one --b, or --last EXPERIMENT"
+            )
     gates = load_gates(gates_file or DEFAULT_GATES)
     result = compare_runs(a, b, gates, scored_at=time.time())
     out_dir = out or _default_out(a, b)

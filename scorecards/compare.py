@@ -118,6 +118,26 @@ def expand(path: Path) -> list[Path]:
     )
 
 
+def last_two(history_path: Path, experiment: str) -> tuple[Path, Path]:
+    """The previous and the latest run of `experiment` in the history: "what changed since
+    the last drill". ConfigError when the history is missing or holds fewer than two.
+    """
+    from scorecards import history
+
+    if not history_path.is_file():
+        raise ConfigError(f"{history_path}: no such history database")
+    conn = history.connect(history_path)
+    try:
+        runs = [r for r in history.runs_since(conn, None) if r.experiment == experiment]
+    finally:
+        conn.close()
+    if len(runs) < 2:
+        raise ConfigError(
+            f"{history_path}: {len(runs)} scored run(s) of {experiment!r}; comparing needs two"
+        )
+    return Path(runs[-2].run_dir), Path(runs[-1].run_dir)
+
+
 def _load(paths: Sequence[Path]) -> list[RunData]:
     runs = []
     for path in paths:

@@ -12,7 +12,7 @@ from click.testing import CliRunner, Result
 from experiments.cmd_compare import compare as compare_command
 from infra.errors import ConfigError
 from scorecards import compare_render
-from scorecards.compare import Comparison, GateChange, compare, expand
+from scorecards.compare import Comparison, GateChange, compare, expand, last_two
 from scorecards.gates import Gates, parse_gates
 from scorecards.sample import TARGET_GATES, write_sample_run
 from scorecards.stats import bootstrap_ci
@@ -200,7 +200,16 @@ def test_cli_prints_and_writes(tmp_path: Path) -> None:
             id="malformed",
         ),
         pytest.param(["{tmp}/a"], "give exactly two runs, RUN_A RUN_B (got 1)", id="one-run"),
-        pytest.param(["{tmp}/a", "--b", "{tmp}/a"], "not both", id="mixed"),
+        pytest.param(
+            ["{tmp}/a", "--b", "{tmp}/a"],
+            "give one of: RUN_A RUN_B, --a/--b, or --last EXPERIMENT",
+            id="mixed",
+        ),
+        pytest.param(
+            ["--last", "region-kill", "--history", "{tmp}/none.sqlite"],
+            "{tmp}/none.sqlite: no such history database",
+            id="no-history",
+        ),
         pytest.param(["--a", "{tmp}/a"], "at least one --a and one --b", id="one-side"),
     ],
 )
@@ -234,3 +243,28 @@ def test_different_store_settings_are_noted(tmp_path: Path, gates: Gates) -> Non
         "store settings differ: A Redis defaults; "
         "B eu: min-replicas-to-write 1, min-replicas-max-lag 2"
     ) in notes
+
+
+def test_last_compares_the_two_latest_runs_in_the_history(tmp_path: Path, gates: Gates) -> None:
+    from scorecards.scoring import score
+
+    history = tmp_path / "h.sqlite"
+    older = run(tmp_path, "older", rto_us=3.0)
+    newer = run(tmp_path, "newer", rto_us=25.0)
+    other = run(tmp_path, "other", experiment="fixed")
+    score([older], gates, clock=lambda: T, history=history, charts=False)
+    with pytest.raises(
+        ConfigError, match=r"1 scored run\(s\) of 'region-kill'; comparing needs two"
+    ):
+        last_two(history, "region-kill")
+    score([newer], gates, clock=lambda: T, history=history, charts=False)
+    score([other], gates, clock=lambda: T, history=history, charts=False)
+    assert last_two(history, "region-kill") == (older, newer)
+    gates_file = tmp_path / "gates.yaml"
+    gates_file.write_text(GATES_TEXT)
+    args = ["--last", "region-kill", "--history", str(history), "--gates", str(gates_file)]
+    result = invoke([*args, "--out", str(tmp_path / "cmp"), "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert (doc["a"]["runs"], doc["b"]["runs"]) == ([str(older)], [str(newer)])
+    assert "rto_seconds[write/us]" in doc["changes"]
