@@ -467,9 +467,12 @@ class Supervisor:
                     "role": {"master": "primary", "slave": "replica"}.get(role, role),
                     "router": router.get(region.name, "unknown"),
                     "processes": procs,
-                    # As the store reports them: proves a promoted or restored store has them.
+                    # As the store reports them: proves a promoted or restored store has
+                    # them. A store that did not answer ROLE is not asked again (timeout).
                     "store_settings": (
-                        stores.store_settings(addr, self.password) if self.ready else {}
+                        stores.store_settings(addr, self.password)
+                        if self.ready and role != "down"
+                        else {}
                     ),
                 }
             )
