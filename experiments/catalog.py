@@ -61,3 +61,33 @@ def load(path: Path) -> dict[str, Any]:
 def name_of(path: Path) -> str:
     """The name a run of this experiment is recorded under (the file's stem)."""
     return path.stem
+
+
+TOPOLOGY_KEY = "gameday_topology"
+
+
+def topology_of(experiment: dict[str, Any], path: Path) -> Path | None:
+    """The topology file the experiment's world must run (`configuration.gameday_topology`).
+
+    Relative paths are taken from the repository root (where `experiments/` lives);
+    None when the experiment does not ask for one (the default topology, or whatever
+    world is running). A missing or invalid file is a ConfigError naming the field.
+    """
+    from infra.local.topology import load_topology
+
+    raw = (experiment.get("configuration") or {}).get(TOPOLOGY_KEY)
+    if raw is None:
+        return None
+    where = f"{path}: configuration.{TOPOLOGY_KEY}"
+    if not isinstance(raw, str) or not raw:
+        raise ConfigError(f"{where}: expected a path to a topology file, got {raw!r}")
+    candidate = Path(raw)
+    if not candidate.is_absolute():
+        candidate = CATALOG.parent / candidate
+    if not candidate.is_file():
+        raise ConfigError(f"{where}: topology file {raw!r} not found")
+    try:
+        load_topology(candidate)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+    return candidate.resolve()

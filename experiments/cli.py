@@ -66,8 +66,29 @@ def _print_world(data: dict[str, Any]) -> None:
     if primaries:
         click.echo("")
         click.echo("primaries: " + ", ".join(f"{j}={r}" for j, r in primaries.items()))
+    _print_store_settings(data)
     for fault in data.get("faults", []):
         click.echo(f"active fault: {fault['fault']} {fault['target']} (id {fault['id']})")
+
+
+def _print_store_settings(data: dict[str, Any]) -> None:
+    """The data groups' write guard: declared in the topology, and as each store reports it."""
+    declared = data.get("data_groups") or {}
+    regions = data.get("regions", [])
+    for group in sorted({r["jurisdiction"] for r in regions}):
+        wanted = declared.get(group)
+        said = "; ".join(
+            f"{r['name']} " + (" ".join(f"{k} {v}" for k, v in r["store_settings"].items()) or "?")
+            for r in regions
+            if r["jurisdiction"] == group and "store_settings" in r
+        )
+        if wanted:
+            spec = ", ".join(f"{k} {v}" for k, v in wanted.items())
+            click.echo(f"store settings {group}: {spec} (stores report: {said})")
+        else:
+            click.echo(
+                f"store settings {group}: Redis defaults, no write guard (stores report: {said})"
+            )
 
 
 @testbed.command("up")
@@ -499,6 +520,7 @@ def run(
 
 def _register() -> None:
     # Each part's commands live beside it; they import their heavy libraries lazily.
+    from experiments.cmd_compare import compare
     from experiments.cmd_evidence import evidence
     from experiments.cmd_load import load
     from experiments.cmd_measure import measure
@@ -509,6 +531,7 @@ def _register() -> None:
     main.add_command(scorecard)
     main.add_command(report)
     main.add_command(evidence)
+    main.add_command(compare)
 
 
 _register()

@@ -101,6 +101,7 @@ def _world_json(run_dir: Path, experiment: str, base: Path | None, reused: bool)
             }
             for r in topology.regions
         ],
+        "data_groups": {g: settings.as_redis() for g, settings in topology.data_groups},
         "addresses": raw.get("addresses", {}),
         "urls": info.urls,
         "git_sha": _git_sha(),
@@ -203,6 +204,23 @@ def _measure_if_missing(run_dir: Path, base: Path | None, say: Say) -> None:
     subprocess.run(argv, stdin=subprocess.DEVNULL, check=False)
 
 
+def _check_store_settings(wanted_path: Path, base: Path | None) -> None:
+    """Refuse to reuse a world whose stores run other settings than the experiment needs.
+
+    A guarded drill on an unguarded world would measure the unguarded platform under
+    the guarded drill's name.
+    """
+    info = world.require_world(base)
+    running = load_topology(Path(info.topology))
+    wanted = load_topology(wanted_path)
+    if running.data_groups != wanted.data_groups:
+        raise ConfigError(
+            f"--reuse-testbed: the running world ({info.topology}) has other data group "
+            f"settings than the experiment's topology {str(wanted_path)!r}: "
+            f"`gameday testbed down`, then `gameday testbed up --topology {wanted_path}`"
+        )
+
+
 def run_drill(
     target: str,
     repeat: int = 1,
@@ -221,7 +239,7 @@ def run_drill(
     if repeat < 1:
         raise ConfigError(f"--repeat {repeat} must be at least 1")
     path = catalog.resolve(target)
-    catalog.load(path)
+    topology_path = catalog.topology_of(catalog.load(path), path)
     name = catalog.name_of(path)
     gates = load_gates(gates_path or catalog.CATALOG / "gates.yaml")
     base = world.home()
@@ -233,6 +251,8 @@ def run_drill(
         )
     if reuse and not running:
         raise ConfigError("--reuse-testbed: no world is running (`gameday testbed up`)")
+    if reuse and topology_path is not None:
+        _check_store_settings(topology_path, base)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(clock()))
     out_dir = (out or base / "runs" / f"{stamp}-{name}").resolve()
     phases: dict[str, float] = {}
@@ -243,7 +263,7 @@ def run_drill(
     try:
         if not reuse:
             say("bringing the local platform up")
-            info = world.up(progress=lambda p: say(f"  {p}"))
+            info = world.up(topology_path=topology_path, progress=lambda p: say(f"  {p}"))
         phases["world up"] = time.monotonic() - started
         for index in range(repeat):
             run_dir = out_dir if repeat == 1 else out_dir / f"run-{index + 1:02d}"

@@ -27,10 +27,39 @@ class Region:
 
 
 @dataclass(frozen=True)
+class StoreSettings:
+    """Redis's own write guard for one data group, set on every store of the group.
+
+    A primary refuses writes (NOREPLICAS) unless at least `min_replicas_to_write`
+    replicas acknowledged the replication stream within `min_replicas_max_lag` seconds.
+    Replicas ignore both until Sentinel promotes one, which then enforces them.
+    """
+
+    min_replicas_to_write: int
+    min_replicas_max_lag: int
+
+    def as_redis(self) -> dict[str, int]:
+        """The settings under their redis.conf / CONFIG GET names."""
+        return {
+            "min-replicas-to-write": self.min_replicas_to_write,
+            "min-replicas-max-lag": self.min_replicas_max_lag,
+        }
+
+
+@dataclass(frozen=True)
 class Topology:
-    """The declared regions (2 to 8); each jurisdiction has exactly one starting primary."""
+    """The declared regions (2 to 8); each jurisdiction has exactly one starting primary.
+
+    `data_groups` holds the store settings of the data groups (one per jurisdiction)
+    that declare any; a group not in it runs with Redis's defaults (no write guard).
+    """
 
     regions: tuple[Region, ...]
+    data_groups: tuple[tuple[str, StoreSettings], ...] = ()
+
+    def store_settings(self, jurisdiction: str) -> StoreSettings | None:
+        """The store settings of `jurisdiction`'s data group; None: Redis's defaults."""
+        return dict(self.data_groups).get(jurisdiction)
 
     def region(self, name: str) -> Region:
         """The region called `name`; raises KeyError naming the known regions."""

@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from infra.local import plan
-from infra.types import Region, Topology
+from infra.types import Region, StoreSettings, Topology
 
 RULES_FILE = Path(__file__).resolve().parent.parent / "prometheus" / "rules.yml"
 SENTINEL_DOWN_AFTER_MS = 1000
@@ -25,8 +25,19 @@ SCRAPE_INTERVAL = "1s"
 SCRAPE_TIMEOUT = "800ms"
 
 
-def redis_conf(address: str, data_dir: Path, password: str, primary: str | None) -> str:
-    """redis.conf for one region; `primary` is the address to replicate from, if any."""
+def redis_conf(
+    address: str,
+    data_dir: Path,
+    password: str,
+    primary: str | None,
+    settings: StoreSettings | None = None,
+) -> str:
+    """redis.conf for one region; `primary` is the address to replicate from, if any.
+
+    `settings` (the data group's write guard) go into every store of the group, replica
+    or not: a replica ignores them, and the one Sentinel promotes enforces them from
+    the moment it becomes primary, with no one to re-apply them.
+    """
     lines = [
         "bind 0.0.0.0",
         f"port {plan.REDIS_PORT}",
@@ -45,6 +56,8 @@ def redis_conf(address: str, data_dir: Path, password: str, primary: str | None)
         "repl-timeout 5",
         "loglevel notice",
     ]
+    if settings is not None:
+        lines += [f"{key} {value}" for key, value in settings.as_redis().items()]
     if primary:
         lines.append(f"replicaof {primary} {plan.REDIS_PORT}")
     return "\n".join(lines) + "\n"

@@ -19,6 +19,10 @@ from infra.local import plan
 
 TIMEOUT = 0.5
 FEATURE_PREFIX = "feat:"
+# The replicas start beside the primary: a guarded primary accepts writes within a few
+# seconds (connect, full sync of an empty store, first ACK, the next once-a-second check).
+GUARD_WAIT = 30.0
+GUARD_SETTINGS = ("min-replicas-to-write", "min-replicas-max-lag")
 
 
 def client(address: str, password: str, port: int = plan.REDIS_PORT) -> redis.Redis:
@@ -35,8 +39,26 @@ def client(address: str, password: str, port: int = plan.REDIS_PORT) -> redis.Re
     )
 
 
-def load_entities(address: str, password: str, jurisdiction: str, count: int) -> int:
-    """Write the features of `<jurisdiction>-0…count-1` to a primary; returns keys written."""
+def load_entities(
+    address: str, password: str, jurisdiction: str, count: int, guard_wait: float = GUARD_WAIT
+) -> int:
+    """Write the features of `<jurisdiction>-0…count-1` to a primary; returns keys written.
+
+    A primary with a write guard (`min-replicas-to-write`) refuses writes until enough
+    replicas have connected and acknowledged; the load waits up to `guard_wait` seconds
+    for them (the writes are idempotent, so a refused batch is simply written again).
+    """
+    deadline = time.monotonic() + guard_wait
+    while True:
+        try:
+            return _write_entities(address, password, jurisdiction, count)
+        except redis.ResponseError as exc:
+            if "NOREPLICAS" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def _write_entities(address: str, password: str, jurisdiction: str, count: int) -> int:
     feats = modelmod.entity_features(jurisdiction, count)
     conn = client(address, password)
     try:
@@ -70,6 +92,23 @@ def replication(address: str, password: str) -> dict[str, str]:
         info = conn.info("replication")
         return {str(k): str(v) for k, v in info.items()}
     except (redis.RedisError, OSError):
+        return {}
+    finally:
+        conn.close()
+
+
+def store_settings(address: str, password: str, port: int = plan.REDIS_PORT) -> dict[str, int]:
+    """The write-guard settings a store runs with (CONFIG GET); empty when it does not answer.
+
+    What the store itself reports, not what a file says: `testbed status` shows these,
+    so a promoted replica or a restored region proves it carries them.
+    """
+    conn = client(address, password, port)
+    try:
+        answer = conn.config_get("min-replicas-*")
+        found = {key: answer.get(key) for key in GUARD_SETTINGS}
+        return {key: int(value) for key, value in found.items() if value is not None}
+    except (redis.RedisError, OSError, ValueError):
         return {}
     finally:
         conn.close()

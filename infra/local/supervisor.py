@@ -211,7 +211,13 @@ class Supervisor:
         """redis.conf of a region; `replica_of` is the primary's address (None: primary)."""
         d = self.region_dir(region.name)
         (d / "redis.conf").write_text(
-            configs.redis_conf(self.address(region.name), d / "redis", self.password, replica_of)
+            configs.redis_conf(
+                self.address(region.name),
+                d / "redis",
+                self.password,
+                replica_of,
+                self.topology.store_settings(region.jurisdiction),
+            )
         )
 
     def write_region_configs(self, region: Region, replica_of: str | None) -> None:
@@ -470,6 +476,13 @@ class Supervisor:
                     "role": {"master": "primary", "slave": "replica"}.get(role, role),
                     "router": router.get(region.name, "unknown"),
                     "processes": procs,
+                    # As the store reports them: proves a promoted or restored store has
+                    # them. A store that did not answer ROLE is not asked again (timeout).
+                    "store_settings": (
+                        stores.store_settings(addr, self.password)
+                        if self.ready and role != "down"
+                        else {}
+                    ),
                 }
             )
         primaries = {}
@@ -491,6 +504,9 @@ class Supervisor:
             "started_at": self.started_at,
             "regions": regions,
             "primaries": primaries,
+            "data_groups": {
+                group: settings.as_redis() for group, settings in self.topology.data_groups
+            },
             "edge": edge,
             "faults": self.active_faults(),
         }

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from infra.errors import ConfigError
-from infra.types import Region, Topology
+from infra.types import Region, StoreSettings, Topology
 
 DEFAULT_TOPOLOGY = Path(__file__).with_name("topology.yaml")
 MIN_REGIONS = 2
@@ -17,6 +17,8 @@ MAX_REGIONS = 8
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,14}[a-z0-9]$")
 _JURISDICTION = re.compile(r"^[a-z]{2,8}$")
 _FIELDS = ("name", "provider", "jurisdiction", "role")
+_TOP_LEVEL = ("regions", "data_groups")
+_STORE_FIELDS = ("min-replicas-to-write", "min-replicas-max-lag")
 
 
 def load_topology(path: Path | None = None) -> Topology:
@@ -35,6 +37,11 @@ def parse_topology(raw: Any, source: str = "<topology>") -> Topology:
     """Validate an already-parsed topology document."""
     if not isinstance(raw, dict) or "regions" not in raw:
         raise ConfigError(f"{source}: expected a mapping with a 'regions' list")
+    unknown = sorted(str(k) for k in set(raw) - set(_TOP_LEVEL))
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown field {unknown[0]!r} (known: {', '.join(_TOP_LEVEL)})"
+        )
     entries = raw["regions"]
     if not isinstance(entries, list):
         raise ConfigError(f"{source}: 'regions' must be a list")
@@ -77,4 +84,50 @@ def parse_topology(raw: Any, source: str = "<topology>") -> Topology:
                 f"{source}: jurisdiction {jurisdiction!r} has {len(primaries)} primaries "
                 f"({', '.join(primaries) or 'none'}); exactly one is required"
             )
-    return topology
+    groups = _parse_data_groups(raw.get("data_groups"), topology, source)
+    return Topology(topology.regions, groups)
+
+
+def _parse_data_groups(
+    raw: Any, topology: Topology, source: str
+) -> tuple[tuple[str, StoreSettings], ...]:
+    """`data_groups`: per jurisdiction, Redis's write guard for every store of the group."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: data_groups: expected a mapping of jurisdiction to settings")
+    groups: list[tuple[str, StoreSettings]] = []
+    for group, entry in raw.items():
+        where = f"{source}: data_groups.{group}"
+        if group not in topology.jurisdictions:
+            raise ConfigError(
+                f"{where}: no region has jurisdiction {group!r} "
+                f"(jurisdictions: {', '.join(topology.jurisdictions)})"
+            )
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: expected a mapping of store settings")
+        unknown = sorted(str(k) for k in set(entry) - set(_STORE_FIELDS))
+        if unknown:
+            raise ConfigError(
+                f"{where}: unknown field {unknown[0]!r} (known: {', '.join(_STORE_FIELDS)})"
+            )
+        values: dict[str, int] = {}
+        for key in _STORE_FIELDS:
+            value = entry.get(key)
+            # bool is an int in Python; `true` is not a count.
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(f"{where}.{key}: required, an integer (got {value!r})")
+            values[key] = value
+        replicas = len(topology.in_jurisdiction(group)) - 1
+        to_write = values["min-replicas-to-write"]
+        if not 0 <= to_write <= replicas:
+            raise ConfigError(
+                f"{where}.min-replicas-to-write: {to_write!r} must be between 0 and the "
+                f"group's {replicas} replica(s); more would refuse every write"
+            )
+        max_lag = values["min-replicas-max-lag"]
+        if max_lag < 1:
+            # Replicas acknowledge once a second: a bound under 1 s refuses healthy writes.
+            raise ConfigError(f"{where}.min-replicas-max-lag: {max_lag!r} must be at least 1 s")
+        groups.append((group, StoreSettings(to_write, max_lag)))
+    return tuple(groups)

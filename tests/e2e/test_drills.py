@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from infra.local import world
+from scorecards.gates import load_gates
 from tests.conftest import NO_HOST_PORTS, REPO, needs_world
 
 pytestmark = [needs_world, pytest.mark.world, pytest.mark.slow]
@@ -102,20 +103,68 @@ def test_region_kill_passes_its_gates(home: Path) -> None:
     _world_gone(home)
 
 
-def test_network_partition_reports_writes_lost_after_the_fault(home: Path) -> None:
+def test_network_partition_finds_the_split_brain_and_the_guard_fixes_it(
+    home: Path, tmp_path: Path
+) -> None:
+    """Find, fix, prove: the partition drill without the guard and with it, then compare."""
     # The partition lasts 20 s and the old primary needs some seconds to rejoin after
     # the heal: the catalog's 45 s observation stays.
-    code, result = _drill(home, "network-partition", GAMEDAY_BASELINE_SECONDS="10")
-    assert (code, result["verdict"]) == (1, "FAIL"), result
-    eu = _entry(_measurements(result)["rpo"], residency="eu")
+    code, found = _drill(home, "network-partition", GAMEDAY_BASELINE_SECONDS="10")
+    assert (code, found["verdict"]) == (1, "FAIL"), found
+    eu = _entry(_measurements(found)["rpo"], residency="eu")
     # The isolated old primary acknowledged writes its clients still sent it; healing
     # the partition made it a replica and those writes vanished: the split brain.
     assert eu["status"] == "ok" and eu["lost_after_fault"] > 0
     assert eu["lost"] >= eu["lost_after_fault"] and eu["rpo_seconds"] > 0
-    card = json.loads((Path(result["run_dirs"][0]) / "scorecard.json").read_text())
+    card = json.loads((Path(found["run_dirs"][0]) / "scorecard.json").read_text())
     failed = {g["id"] for g in card["gates"] if g["verdict"] == "FAIL"}
     assert "lost_after_fault[eu]" in failed
     _world_gone(home)
+
+    code, fixed = _drill(home, "network-partition-guarded", GAMEDAY_BASELINE_SECONDS="10")
+    fixed_dir = Path(fixed["run_dirs"][0])
+    world_doc = json.loads((fixed_dir / "world.json").read_text())
+    assert world_doc["data_groups"] == {
+        "eu": {"min-replicas-to-write": 1, "min-replicas-max-lag": 2}
+    }
+    doc = _measurements(fixed)
+    guarded = _entry(doc["rpo"], residency="eu")
+    bound = load_gates(REPO / "experiments" / "gates.yaml").resolve(
+        "network-partition-guarded", "eu"
+    )
+    # The fix: what the isolated primary still acknowledged fits the guard's bound...
+    assert guarded["status"] == "ok"
+    assert guarded["lost_after_fault"] <= bound.lost_after_fault.threshold
+    assert guarded["lost_after_fault"] < eu["lost_after_fault"]
+    # ...and its cost is measured: EU writes failed during the partition, then recovered.
+    writes = _entry(doc["rto"], kind="write", residency="eu")
+    assert writes["status"] == "ok" and writes["impact"] and writes["recovered"]
+    assert writes["rto_seconds"] > 10  # the 20 s partition, not a blip
+    card = json.loads((fixed_dir / "scorecard.json").read_text())
+    budget = next(g for g in card["gates"] if g["id"] == "error_budget[eu]")
+    assert budget["value"] > 0.01, budget
+    assert (code, fixed["verdict"]) == (0, "PASS"), _not_passed(card)
+    _world_gone(home)
+
+    out = tmp_path / "compare"
+    done = _gameday(
+        home, "compare", found["run_dirs"][0], str(fixed_dir), "--out", str(out), "--json"
+    )
+    assert done.returncode == 0, done.stderr
+    comparison = json.loads(done.stdout)
+    # Both changes named: the loss fixed (verdict flips) and the availability it costs.
+    assert comparison["verdict_changes"] == ["lost_after_fault[eu]"]
+    assert "rto_seconds[write/eu]" in comparison["changes"]
+    assert "error_budget[eu]" in comparison["changes"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "comparison.html",
+        "comparison.json",
+        "comparison.md",
+    ]
+    keys = ("acknowledged", "lost", "lost_after_fault", "rpo_seconds")
+    for name, entry in (("unguarded", eu), ("guarded", guarded)):
+        print(f"\n{name}: " + ", ".join(f"{k} {entry[k]}" for k in keys))
+    print(f"guarded EU write RTO {writes['rto_seconds']:.1f} s, error budget {budget['value']:.3f}")
 
 
 def test_replica_corruption_passes_when_the_platform_verifies(home: Path) -> None:

@@ -9,6 +9,7 @@ import yaml
 
 from infra.local import configs, plan
 from infra.local.topology import load_topology
+from infra.types import StoreSettings
 
 TOPOLOGY = load_topology()
 
@@ -81,3 +82,11 @@ def test_haproxy_accepts_the_rendered_config(tmp_path: Path) -> None:
         ["haproxy", "-c", "-f", str(cfg)], capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_write_guard_goes_into_every_store_of_the_group(tmp_path: Path) -> None:
+    guard = StoreSettings(min_replicas_to_write=1, min_replicas_max_lag=2)
+    for primary in (None, "10.200.0.13"):
+        lines = configs.redis_conf("10.200.0.14", tmp_path, "pw", primary, guard).splitlines()
+        assert "min-replicas-to-write 1" in lines and "min-replicas-max-lag 2" in lines
+    assert "min-replicas" not in configs.redis_conf("10.200.0.11", tmp_path, "pw", None)

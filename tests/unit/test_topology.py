@@ -7,6 +7,9 @@ import yaml
 
 from infra.errors import ConfigError
 from infra.local.topology import DEFAULT_TOPOLOGY, load_topology, parse_topology
+from infra.types import StoreSettings
+
+REPO_TOPOLOGY_DIR = DEFAULT_TOPOLOGY.parent
 
 
 def _regions(*specs: tuple[str, str, str, str]) -> dict[str, object]:
@@ -121,3 +124,98 @@ def test_eight_regions_three_jurisdictions(tmp_path: Path) -> None:
     assert len(topology.in_jurisdiction("aa")) == 3
     with pytest.raises(KeyError, match="unknown region 'nope'"):
         topology.region("nope")
+
+
+GUARDED = REPO_TOPOLOGY_DIR / "topology-guarded.yaml"
+
+
+def _with_groups(groups: object) -> dict[str, object]:
+    doc = _regions(
+        ("us-east", "aws", "us", "primary"),
+        ("eu-west", "aws", "eu", "primary"),
+        ("eu-central", "gcp", "eu", "replica"),
+    )
+    doc["data_groups"] = groups
+    return doc
+
+
+def test_the_guarded_topology_guards_only_the_eu_group() -> None:
+    topology = load_topology(GUARDED)
+    assert topology.regions == load_topology(DEFAULT_TOPOLOGY).regions
+    assert topology.store_settings("eu") == StoreSettings(1, 2)
+    assert topology.store_settings("us") is None
+    assert load_topology(DEFAULT_TOPOLOGY).data_groups == ()
+    assert StoreSettings(1, 2).as_redis() == {
+        "min-replicas-to-write": 1,
+        "min-replicas-max-lag": 2,
+    }
+
+
+def test_a_group_may_turn_the_guard_off_with_zero() -> None:
+    groups = {"eu": {"min-replicas-to-write": 0, "min-replicas-max-lag": 10}}
+    topology = parse_topology(_with_groups(groups), source="x.yaml")
+    assert topology.data_groups == (("eu", StoreSettings(0, 10)),)
+
+
+@pytest.mark.parametrize(
+    ("groups", "message"),
+    [
+        pytest.param([], "x.yaml: data_groups: expected a mapping", id="not-a-mapping"),
+        pytest.param(
+            {"apac": {"min-replicas-to-write": 1, "min-replicas-max-lag": 2}},
+            "x.yaml: data_groups.apac: no region has jurisdiction 'apac' (jurisdictions: us, eu)",
+            id="unknown-group",
+        ),
+        pytest.param(
+            {"eu": 1}, "x.yaml: data_groups.eu: expected a mapping", id="group-not-mapping"
+        ),
+        pytest.param(
+            {"eu": {"min-replicas-to-write": 1}},
+            "x.yaml: data_groups.eu.min-replicas-max-lag: required, an integer (got None)",
+            id="missing-lag",
+        ),
+        pytest.param(
+            {"eu": {"min-replicas-to-write": "1", "min-replicas-max-lag": 2}},
+            "x.yaml: data_groups.eu.min-replicas-to-write: required, an integer (got '1')",
+            id="string-count",
+        ),
+        pytest.param(
+            {"eu": {"min-replicas-to-write": True, "min-replicas-max-lag": 2}},
+            "x.yaml: data_groups.eu.min-replicas-to-write: required, an integer (got True)",
+            id="bool-count",
+        ),
+        pytest.param(
+            {"eu": {"min-replicas-to-write": 2, "min-replicas-max-lag": 2}},
+            "x.yaml: data_groups.eu.min-replicas-to-write: 2 must be between 0 and the "
+            "group's 1 replica(s); more would refuse every write",
+            id="more-than-the-replicas",
+        ),
+        pytest.param(
+            {"us": {"min-replicas-to-write": 1, "min-replicas-max-lag": 2}},
+            "x.yaml: data_groups.us.min-replicas-to-write: 1 must be between 0 and the "
+            "group's 0 replica(s)",
+            id="group-without-replicas",
+        ),
+        pytest.param(
+            {"eu": {"min-replicas-to-write": 1, "min-replicas-max-lag": 0}},
+            "x.yaml: data_groups.eu.min-replicas-max-lag: 0 must be at least 1 s",
+            id="zero-lag",
+        ),
+        pytest.param(
+            {"eu": {"min-replicas-to-write": 1, "min-replicas-max-lag": 2, "maxmemory": 1}},
+            "x.yaml: data_groups.eu: unknown field 'maxmemory'",
+            id="unknown-setting",
+        ),
+    ],
+)
+def test_bad_store_settings_name_file_and_field(groups: object, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_topology(_with_groups(groups), source="x.yaml")
+    assert message in str(info.value)
+
+
+def test_an_unknown_top_level_field_is_named() -> None:
+    doc = _with_groups(None)
+    doc["stores"] = {}
+    with pytest.raises(ConfigError, match=r"x\.yaml: unknown field 'stores'"):
+        parse_topology(doc, source="x.yaml")
