@@ -401,7 +401,7 @@ def _budget_obs(run: RunData, group: list[dict[str, Any]], blocked: str | None) 
     return Observation(run.name, ratio, None, "", ev)
 
 
-def _collect_rpo(run: RunData, c: _Collector) -> None:
+def _collect_rpo(run: RunData, experiment: str, gates: Gates, c: _Collector) -> None:
     entries = run.entries("rpo")
     if not entries:
         for gate in ("rpo_seconds", "lost_after_fault"):
@@ -418,7 +418,15 @@ def _collect_rpo(run: RunData, c: _Collector) -> None:
         problem = _status_problem(entry)
         evidence: dict[str, Any] = {
             k: entry.get(k)
-            for k in ("rpo_seconds", "acknowledged", "lost", "lost_after_fault", "ambiguous")
+            for k in (
+                "rpo_seconds",
+                "acknowledged",
+                "acknowledged_after_fault",
+                "lost",
+                "lost_after_fault",
+                "ambiguous",
+                "unaccounted",
+            )
             if k in entry
         }
         rpo = _num(entry.get("rpo_seconds"))
@@ -439,12 +447,16 @@ def _collect_rpo(run: RunData, c: _Collector) -> None:
         c.add("rpo_seconds", key, obs)
 
         lost = _num(entry.get("lost_after_fault"))
-        if problem:
+        spec = gates.resolve(experiment, jurisdiction).spec("lost_after_fault")
+        if problem and lost is not None and not spec.passes(lost):
+            # Writes proven lost after the fault stay lost whatever else is missing.
+            reason = f"{fmt(lost, 'writes')} lost after the fault ({problem})"
+            obs = Observation(run.name, lost, Verdict.FAIL, reason, evidence)
+        elif problem:
             obs = Observation(run.name, lost, Verdict.INCONCLUSIVE, problem, evidence)
         elif lost is None:
-            obs = Observation(
-                run.name, None, Verdict.INCONCLUSIVE, "no lost_after_fault count", evidence
-            )
+            why = entry.get("lost_after_fault_reason") or "no lost_after_fault count"
+            obs = Observation(run.name, None, Verdict.INCONCLUSIVE, str(why), evidence)
         else:
             obs = Observation(run.name, lost, None, "", evidence)
         c.add("lost_after_fault", key, obs)
@@ -705,7 +717,7 @@ def evaluate(
     collector = _Collector()
     for run in runs:
         _collect_rto(run, name, gates, collector)
-        _collect_rpo(run, collector)
+        _collect_rpo(run, name, gates, collector)
         _collect_counts(run, collector)
 
     results: list[GateResult] = []

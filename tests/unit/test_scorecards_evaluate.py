@@ -446,3 +446,39 @@ def test_a_mismatch_without_the_compared_figures_names_this_gates_own() -> None:
     assert _mismatch_reason(old, 14.2) == (
         "instrumentation mismatch: client side 14.2 s, Prometheus 44.2 s"
     )
+
+
+# ---------------------------------------------------------------- RPO: vacuous and holes
+def set_rpo(**fields: Any) -> Callable[[dict[str, Any]], None]:
+    def change(doc: dict[str, Any]) -> None:
+        doc["rpo"][0].update(fields)
+
+    return change
+
+
+def test_lost_after_fault_without_writes_after_the_fault_is_inconclusive(tmp_path: Path) -> None:
+    why = "no write acknowledged after the fault: nothing to lose after it"
+    change = set_rpo(lost_after_fault=None, acknowledged_after_fault=0, lost_after_fault_reason=why)
+    card = score(tmp_path, change)
+    result = next(g for g in card.gates if g.id == "lost_after_fault[us]")
+    assert (result.verdict, result.reason) == (INCONCLUSIVE, why)
+    assert gate(card, "rpo_seconds[us]") == PASS
+    assert card.verdict == INCONCLUSIVE
+
+
+def test_a_ledger_hole_is_inconclusive_unless_a_loss_after_the_fault_is_proven(
+    tmp_path: Path,
+) -> None:
+    hole = {"status": "no-data", "reason": "3 sequence numbers are missing", "unaccounted": 3}
+    card = score(tmp_path / "a", set_rpo(**hole))
+    assert gate(card, "lost_after_fault[us]") == INCONCLUSIVE
+    assert gate(card, "rpo_seconds[us]") == INCONCLUSIVE
+    within = score(tmp_path / "c", set_rpo(**hole, lost_after_fault=2))  # at_most: 2
+    assert gate(within, "lost_after_fault[us]") == INCONCLUSIVE
+    lost = score(tmp_path / "b", set_rpo(**hole, lost_after_fault=4))
+    result = next(g for g in lost.gates if g.id == "lost_after_fault[us]")
+    assert result.verdict == FAIL
+    assert (
+        result.reason
+        == "4 writes lost after the fault (status 'no-data': 3 sequence numbers are missing)"
+    )
