@@ -37,6 +37,8 @@ def render_summary(doc: dict[str, Any]) -> list[str]:
         f"run {doc.get('run_dir')}: {rows} requests, "
         f"{len(doc.get('faults', []))} fault(s), measured in {took}",
     ]
+    for warning in inputs.get("events", {}).get("warnings", []):
+        lines.append(f"warning: {warning}")
     load = doc.get("load", {})
     if load.get("saturated"):
         lines.append("load generator SATURATED: this run is invalid (inconclusive)")

@@ -18,13 +18,20 @@ from pathlib import Path
 from typing import Any
 
 from infra.errors import ConfigError
+from infra.types import read_event_log
 from probes.integrity import integrity_table
 from probes.prometheus import PromClient, compare_rto, prometheus_rto_table
 from probes.residency import residency_table
 from probes.result import SCHEMA_VERSION, failed, record, seconds
 from probes.rpo import NULL_RPO, WriteStore, rpo_table, stores_from_world
 from probes.rto import ALL, NULL_RTO, RtoParams, rto_table
-from probes.rundir import Fault, read_faults, read_json, read_topology, region_jurisdictions
+from probes.rundir import (
+    Fault,
+    faults_from_records,
+    read_json,
+    read_topology,
+    region_jurisdictions,
+)
 from probes.timeline import read_timeline, span
 
 __all__ = ["measure"]
@@ -70,17 +77,24 @@ def _optional_json(path: Path) -> tuple[dict[str, Any] | None, dict[str, Any]]:
 
 
 def _faults(run: Path) -> tuple[list[Fault], dict[str, Any]]:
+    """The applied faults and the `events` input; raises MalformedInput on a bad record.
+
+    An absent file is `no-data` (nothing was recorded); a file that is there but cannot
+    be read is an error of the run directory, never a run measured without its faults.
+    """
     path = run / EVENTS
     if not path.exists():
         return [], {"path": EVENTS, "status": "no-data", "reason": "file absent", "faults": 0}
     try:
-        faults = read_faults(path)
-    except (OSError, ValueError) as exc:
-        return [], {"path": EVENTS, "status": "error", "reason": str(exc), "faults": 0}
+        log = read_event_log(path)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    faults = faults_from_records(list(log.records))
+    head = {"path": EVENTS, "records": len(log.records), "warnings": list(log.warnings)}
     if not faults:
         reason = "no applied fault in the file"
-        return [], {"path": EVENTS, "status": "no-data", "reason": reason, "faults": 0}
-    return faults, {"path": EVENTS, "status": "ok", "reason": None, "faults": len(faults)}
+        return [], {**head, "status": "no-data", "reason": reason, "faults": 0}
+    return faults, {**head, "status": "ok", "reason": None, "faults": len(faults)}
 
 
 def _topology(
@@ -112,7 +126,9 @@ def measure_run(
 
     `write_stores` (jurisdiction → store) overrides the Sentinel-backed stores built
     from `world.json`. Raises ConfigError when the run directory or its timeline is
-    missing or unreadable; every other missing input is a `no-data`/`error` entry.
+    missing or unreadable, or when `events.jsonl` or the timeline is malformed
+    (MalformedInput, naming file, line or column, and field); every other missing input
+    is a `no-data`/`error` entry.
     """
     options = options or Options()
     run = Path(run_dir)

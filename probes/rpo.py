@@ -30,6 +30,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from infra.errors import ConfigError
+from infra.types import WRITE_KEY_PREFIX, write_key
 from probes.prometheus import PromClient, lag_estimate
 from probes.result import failed, record, seconds
 from probes.rundir import Fault, read_faults, read_json, read_topology, region_jurisdictions
@@ -37,7 +38,6 @@ from probes.timeline import read_timeline
 
 __all__ = ["lost_writes"]
 
-EVENT_PREFIX = "ev:"
 REDIS_PORT = 6379
 SENTINEL_PORT = 26379
 #: The figures every RPO entry carries; null when the status is not "ok".
@@ -247,7 +247,7 @@ def ledger(frame: pd.DataFrame) -> pd.DataFrame:
     if keyed.any():
         seq.loc[keyed] = writes.loc[keyed, "seq"].astype("int64")
         text = seq.loc[keyed].astype("int64").astype(str)
-        keys.loc[keyed] = EVENT_PREFIX + writes.loc[keyed, "client"].astype(str) + ":" + text
+        keys.loc[keyed] = WRITE_KEY_PREFIX + writes.loc[keyed, "client"].astype(str) + ":" + text
     ok = writes["ok"].astype(bool)
     known = writes["latency_ms"].notna()
     t_ack = (writes["t_start"] + writes["latency_ms"].fillna(0.0) / 1000.0).where(ok)
@@ -313,7 +313,7 @@ def sequence_holes(rows: pd.DataFrame, limit: int = HOLES_LOOKED_UP) -> list[str
         if missing:
             full = np.arange(have[0], have[-1] + 1, dtype=np.int64)
             gone = np.setdiff1d(full, have, assume_unique=True)
-            holes.extend(f"{EVENT_PREFIX}{client}:{n}" for n in gone.tolist())
+            holes.extend(write_key(str(client), n) for n in gone.tolist())
     return holes
 
 

@@ -617,7 +617,7 @@ def _check(run: RunData, key: str) -> Observation:
     why = [str(p) for p in run.problems if p.file == "events.jsonl"]
     if why:
         return Observation(run.name, float(len(run.faults)), Verdict.INCONCLUSIVE, "; ".join(why))
-    names = ", ".join(sorted({f"{f.get('fault')} {f.get('target')}" for f in run.faults}))
+    names = ", ".join(sorted({f"{f.fault} {f.target}" for f in run.faults}))
     return Observation(run.name, float(len(run.faults)), Verdict.PASS, names)
 
 

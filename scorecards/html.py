@@ -167,10 +167,7 @@ def to_html(card: Scorecard, chart_files: Sequence[tuple[Path, str]], files: Seq
     fig_html = "<section><h2>Key figures</h2>"
     for run in card.runs:
         faults = (
-            ", ".join(
-                f"{f.get('fault')} {f.get('target')} at {iso(_epoch(f.get('applied_at')))}"
-                for f in run.faults
-            )
+            ", ".join(f"{f.fault} {f.target} at {iso(f.applied_at)}" for f in run.faults)
             or "none recorded"
         )
         load = "unknown" if run.saturated is None else ("SATURATED" if run.saturated else "ok")

@@ -94,7 +94,7 @@ def to_dict(card: Scorecard) -> dict[str, Any]:
                 "saturated": run.saturated,
                 "cpu_max_percent": run.cpu_max_percent,
                 "faults": [
-                    {k: f.get(k) for k in ("fault", "target", "applied_at") if k in f}
+                    {"fault": f.fault, "target": f.target, "applied_at": f.applied_at}
                     for f in run.faults
                 ],
                 "problems": [str(p) for p in run.problems],
@@ -239,10 +239,7 @@ def to_markdown(card: Scorecard, out_dir: Path) -> str:
     lines += ["", "### Key figures", ""]
     for run in card.runs:
         faults = (
-            ", ".join(
-                f"{f.get('fault')} {f.get('target')} at {iso(_f(f.get('applied_at')))}"
-                for f in run.faults
-            )
+            ", ".join(f"{f.fault} {f.target} at {iso(f.applied_at)}" for f in run.faults)
             or "none recorded"
         )
         cpu = run.cpu_max_percent

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.errors import ConfigError
+from infra.types import FaultRecord, read_event_log
 
 MEASUREMENTS_VERSIONS = (1,)
 # Files the scorecard writes; `manifest.json` covers them too, but they are outputs.
@@ -48,7 +49,7 @@ class RunData:
     started_at: float | None
     measurements: dict[str, Any] | None
     load: dict[str, Any] | None
-    faults: tuple[dict[str, Any], ...]
+    faults: tuple[FaultRecord, ...]
     world: dict[str, Any] | None
     journal: dict[str, Any] | None
     problems: tuple[Problem, ...] = field(default=())
@@ -104,22 +105,17 @@ def _read_json(path: Path, problems: list[Problem]) -> Any:
         return None
 
 
-def _read_events(path: Path, problems: list[Problem]) -> tuple[dict[str, Any], ...]:
+def _read_events(path: Path, problems: list[Problem]) -> tuple[FaultRecord, ...]:
     if not path.exists():
         problems.append(Problem(path.name, "missing: no record that a fault was applied"))
         return ()
-    records = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError as exc:
-            problems.append(Problem(path.name, f"line {number} is not JSON: {exc}"))
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    faults = tuple(r for r in records if r.get("type") == "fault")
+    try:
+        log = read_event_log(path)
+    except (OSError, ValueError) as exc:
+        # The message already names the file and the line.
+        problems.append(Problem(path.name, str(exc).removeprefix(f"{path}").lstrip(": ")))
+        return ()
+    faults = tuple(r for r in log.records if r.type == "fault")
     if not faults:
         problems.append(Problem(path.name, "holds no fault record"))
     return faults
@@ -194,7 +190,7 @@ def load_run(path: Path) -> RunData:
     if started_at is None and journal is not None:
         started_at = _parse_time(journal.get("start"))
     if started_at is None and faults:
-        times = [t for t in (_parse_time(f.get("applied_at")) for f in faults) if t is not None]
+        times = [f.applied_at for f in faults if f.applied_at is not None]
         started_at = min(times) if times else None
 
     return RunData(
