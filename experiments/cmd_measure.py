@@ -116,7 +116,7 @@ def render_summary(doc: dict[str, Any]) -> list[str]:
 @click.option(
     "--expected-digest",
     default=None,
-    help="The model digest every answer should carry (default: the majority before the fault).",
+    help="The model digest every answer should carry (default: world.json's deployed model).",
 )
 @click.option(
     "--json", "as_json", is_flag=True, help="Print measurements.json instead of a summary."

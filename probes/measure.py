@@ -19,7 +19,7 @@ from typing import Any
 
 from infra.errors import ConfigError
 from infra.types import read_event_log
-from probes.integrity import integrity_table
+from probes.integrity import expected_digest_of, integrity_table
 from probes.prometheus import PromClient, compare_rto, prometheus_rto_table
 from probes.residency import residency_table
 from probes.result import SCHEMA_VERSION, failed, record, seconds
@@ -208,8 +208,9 @@ def measure_run(
         ]
 
     # -- integrity and residency
+    digest, digest_source = expected_digest_of(options.expected_digest, world)
     integrity = integrity_table(
-        frame, faults, until, options.expected_digest, options.settle_seconds
+        frame, faults, until, digest, options.settle_seconds, digest_source, region_jur
     )
     if region_jur:
         residency = residency_table(frame, region_jur)

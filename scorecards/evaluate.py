@@ -462,7 +462,7 @@ def _collect_rpo(run: RunData, experiment: str, gates: Gates, c: _Collector) -> 
         c.add("lost_after_fault", key, obs)
 
 
-def _collect_counts(run: RunData, c: _Collector) -> None:
+def _collect_counts(run: RunData, experiment: str, gates: Gates, c: _Collector) -> None:
     # Residency violations: one instance per jurisdiction when entries name one.
     entries = run.entries("residency")
     if not entries:
@@ -521,7 +521,14 @@ def _collect_counts(run: RunData, c: _Collector) -> None:
         c.add(
             "wrong_answers",
             (j, None),
-            _count_obs(run, group, "wrong_answers", ("wrong_answers", "region")),
+            _count_obs(
+                run,
+                group,
+                "wrong_answers",
+                ("wrong_answers", "region", "digest_source"),
+                gates.resolve(experiment, j).spec("wrong_answers"),
+                GATE_INFO["wrong_answers"][1],
+            ),
         )
 
     blocked = _timing_block(run)
@@ -553,11 +560,22 @@ def _integrity_jurisdiction(run: RunData, entry: dict[str, Any]) -> str | None:
 
 
 def _count_obs(
-    run: RunData, group: list[dict[str, Any]], field_name: str, keep: tuple[str, ...]
+    run: RunData,
+    group: list[dict[str, Any]],
+    field_name: str,
+    keep: tuple[str, ...],
+    spec: GateSpec | None = None,
+    unit: str = "",
 ) -> Observation:
+    """The sum of `field_name` over `group`; INCONCLUSIVE when an entry is not `ok`,
+    unless the counts it still carries (a lower bound) already break `spec`: FAIL."""
     evidence = {"entries": [{k: e.get(k) for k in keep if k in e} for e in group]}
     problems = [p for p in (_status_problem(e) for e in group) if p]
     if problems:
+        floor = sum(v for v in (_num(e.get(field_name)) for e in group) if v is not None)
+        if spec is not None and not spec.passes(floor):
+            reason = f"at least {fmt(floor, unit)} ({problems[0]})"
+            return Observation(run.name, floor, Verdict.FAIL, reason, evidence)
         return Observation(run.name, None, Verdict.INCONCLUSIVE, problems[0], evidence)
     values = [_num(e.get(field_name)) for e in group]
     if None in values:
@@ -718,7 +736,7 @@ def evaluate(
     for run in runs:
         _collect_rto(run, name, gates, collector)
         _collect_rpo(run, name, gates, collector)
-        _collect_counts(run, collector)
+        _collect_counts(run, name, gates, collector)
 
     results: list[GateResult] = []
     disabled: set[str] = set()

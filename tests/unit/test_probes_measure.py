@@ -276,3 +276,17 @@ def test_portable_types() -> None:
     assert portable_type(str) == "string"
     assert portable_type(float | None) == "number | null"
     assert portable_type(dict[str, Any]) == "mapping"
+
+
+def test_the_expected_digest_is_the_deployed_one_else_no_data(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "run")
+    options = Options(topology_path=run / "topology.yaml")
+    unknown = measure_run(run, options, stores())
+    checks = [e for e in unknown["integrity"] if e["check"] == "wrong-answers"]
+    assert {(e["status"], e["digest_source"]) for e in checks} == {("no-data", "unknown")}
+    (run / "world.json").write_text(json.dumps({"model": {"digest": "sha256:m"}}))
+    deployed = measure_run(run, options, stores())
+    checks = [e for e in deployed["integrity"] if e["check"] == "wrong-answers"]
+    assert {(e["status"], e["digest_source"], e["wrong_answers"]) for e in checks} == {
+        ("ok", "deployed", 0)
+    }

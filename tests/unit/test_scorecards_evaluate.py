@@ -482,3 +482,29 @@ def test_a_ledger_hole_is_inconclusive_unless_a_loss_after_the_fault_is_proven(
         result.reason
         == "4 writes lost after the fault (status 'no-data': 3 sequence numbers are missing)"
     )
+
+
+# ---------------------------------------------------------------- integrity: nothing to compare
+def no_digest(canary_mismatches: int) -> Callable[[dict[str, Any]], None]:
+    def change(doc: dict[str, Any]) -> None:
+        doc["integrity"][0].update(
+            status="no-data",
+            reason="no expected model digest (none given, none deployed in world.json)",
+            wrong_answers=canary_mismatches,
+            unexpected_digests=None,
+        )
+
+    return change
+
+
+def test_wrong_answers_without_an_expected_digest_are_inconclusive(tmp_path: Path) -> None:
+    card = score(tmp_path, no_digest(2))  # at_most: 2
+    assert gate(card, "wrong_answers[us]") == INCONCLUSIVE
+    assert card.verdict == INCONCLUSIVE
+
+
+def test_canary_mismatches_beyond_the_limit_fail_even_without_a_digest(tmp_path: Path) -> None:
+    card = score(tmp_path, no_digest(3))
+    result = next(g for g in card.gates if g.id == "wrong_answers[us]")
+    assert result.verdict == FAIL
+    assert result.reason.startswith("at least 3 answers (status 'no-data': no expected model")
