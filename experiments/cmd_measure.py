@@ -130,7 +130,8 @@ def measure(
     as_json: bool,
 ) -> None:
     """Compute RUN_DIR/measurements.json (RTO, RPO, integrity, residency) from a run directory."""
-    from probes.measure import Options, measure_run, write_measurements
+    from probes.measure import Options, measure_run
+    from probes.models import write_measurements
 
     if not run_dir.is_dir():
         raise ConfigError(f"{run_dir}: run directory not found")

@@ -327,7 +327,8 @@ def before_method_control(
 
 def _measure(drill: _Drill, configuration: dict[str, Any] | None) -> None:
     from infra.local import world
-    from probes.measure import Options, measure_run, write_measurements
+    from probes.measure import Options, measure_run
+    from probes.models import write_measurements
     from probes.rpo import stores_from_world
 
     base = (configuration or {}).get("gameday_home")

@@ -20,9 +20,10 @@ from typing import Any
 from infra.errors import ConfigError
 from infra.types import read_event_log
 from probes.integrity import expected_digest_of, integrity_table
+from probes.models import MEASUREMENTS_VERSION, write_measurements
 from probes.prometheus import PromClient, compare_rto, prometheus_rto_table
 from probes.residency import residency_table
-from probes.result import SCHEMA_VERSION, failed, record, seconds
+from probes.result import failed, record, seconds
 from probes.rpo import NULL_RPO, WriteStore, rpo_table, stores_from_world
 from probes.rto import ALL, NULL_RTO, RtoParams, rto_table
 from probes.rundir import (
@@ -40,7 +41,6 @@ TIMELINE = "timeline.parquet"
 EVENTS = "events.jsonl"
 LOAD = "load.json"
 WORLD = "world.json"
-MEASUREMENTS = "measurements.json"
 PROMETHEUS_DIR = "prometheus"
 
 
@@ -229,7 +229,7 @@ def measure_run(
         _save_queries(run, prom)
         prom.close()
     doc = {
-        "version": SCHEMA_VERSION,
+        "version": MEASUREMENTS_VERSION,
         "run_dir": str(run),
         "measured_at": seconds(time.time(), 3),
         "inputs": {
@@ -278,15 +278,6 @@ def _save_queries(run: Path, prom: PromClient) -> None:
     folder.mkdir(exist_ok=True)
     body = {"url": prom.url, "queries": prom.log}
     (folder / "measure.json").write_text(json.dumps(body, indent=1) + "\n", encoding="utf-8")
-
-
-def write_measurements(run_dir: Path, doc: dict[str, Any]) -> Path:
-    """Write `doc` to `RUN_DIR/measurements.json` (atomically: a temp file, then rename)."""
-    path = Path(run_dir) / MEASUREMENTS
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    tmp.replace(path)
-    return path
 
 
 def measure(

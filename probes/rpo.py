@@ -468,7 +468,12 @@ def _rpo_entry(
         present = store.present(wanted)
     except StoreUnavailable as exc:
         return {**head, **failed("error", str(exc), **counts), "store": store.describe()}
-    entry = {**head, **rpo_of(rows, present, fault.applied_at, holes), "store": store.describe()}
+    entry = {
+        **head,
+        **rpo_of(rows, present, fault.applied_at, holes),
+        "writes": len(rows),
+        "store": store.describe(),
+    }
     entry["replication_lag_estimate"] = lag_estimate(prometheus, fault.applied_at, residency)
     return entry
 

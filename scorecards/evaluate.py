@@ -166,7 +166,7 @@ def jurisdiction_of(entry: dict[str, Any]) -> str | None:
 
 def mismatched(entry: dict[str, Any]) -> bool:
     """Whether a Prometheus-side RTO entry flags an instrumentation mismatch."""
-    return entry.get("mismatch") is True or entry.get("instrumentation_mismatch") is True
+    return entry.get("instrumentation_mismatch") is True
 
 
 def _status_problem(entry: dict[str, Any]) -> str | None:
@@ -478,7 +478,7 @@ def _collect_counts(run: RunData, experiment: str, gates: Gates, c: _Collector) 
         c.add(
             "residency_violations",
             (j, None),
-            _count_obs(run, group, "violations", ("violations", "requests")),
+            _count_obs(run, group, "violations", ("violations", "answered")),
         )
 
     # Wrong answers: summed over the integrity entries of a jurisdiction.
@@ -491,15 +491,8 @@ def _collect_counts(run: RunData, experiment: str, gates: Gates, c: _Collector) 
                 Observation(run.name, None, Verdict.INCONCLUSIVE, _missing(run, "integrity")),
             )
         return
-    # Probes split integrity into `check: wrong-answers` and `check: time-to-detect`
-    # entries; an entry without a check carries both figures.
-    wrong = [e for e in entries if e.get("check") in (None, "wrong-answers")]
-    detect = [
-        e
-        for e in entries
-        if e.get("check") == "time-to-detect"
-        or (e.get("check") is None and "time_to_detect_seconds" in e)
-    ]
+    wrong = [e for e in entries if e["check"] == "wrong-answers"]
+    detect = [e for e in entries if e["check"] == "time-to-detect"]
     grouped = {}
     for entry in wrong:
         grouped.setdefault(_integrity_jurisdiction(run, entry), []).append(entry)

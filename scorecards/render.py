@@ -152,6 +152,7 @@ def key_figures(card: Scorecard) -> dict[str, list[list[str]]]:
                     _int(e.get("lost")),
                     _int(e.get("lost_after_fault")),
                     _int(e.get("ambiguous")),
+                    _lag(e.get("replication_lag_estimate")),
                 ]
             )
     return {"rto": rto_rows, "rpo": rpo_rows}
@@ -159,6 +160,15 @@ def key_figures(card: Scorecard) -> dict[str, list[list[str]]]:
 
 def _f(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _lag(estimate: Any) -> str:
+    """The replication lag at the fault (Prometheus), or why there is none."""
+    if not isinstance(estimate, dict):
+        return "n/a"
+    if estimate.get("status") != "ok":
+        return f"n/a ({estimate.get('status')})"
+    return fmt(_f(estimate.get("lag_seconds")), "s")
 
 
 def _int(value: Any) -> str:
@@ -176,6 +186,10 @@ RTO_HEAD = [
     "brownout",
     "p99 during fault",
 ]
+RPO_CAPTION = (
+    "RPO from the ledger of acknowledged writes, beside the replication lag Prometheus "
+    "saw at the fault (what an asynchronous failover is expected to lose)"
+)
 RPO_HEAD = [
     "run",
     "jurisdiction",
@@ -185,6 +199,7 @@ RPO_HEAD = [
     "lost",
     "lost after fault",
     "ambiguous",
+    "replication lag at fault",
 ]
 
 
@@ -254,7 +269,7 @@ def to_markdown(card: Scorecard, out_dir: Path) -> str:
         lines += ["", "RTO measured client side (± the largest request gap around recovery):", ""]
         lines += _md_table(RTO_HEAD, figures["rto"])
     if figures["rpo"]:
-        lines += ["", "RPO from the ledger of acknowledged writes:", ""]
+        lines += ["", RPO_CAPTION + ":", ""]
         lines += _md_table(RPO_HEAD, figures["rpo"])
     lines += ["", "### Files", ""]
     files = ["scorecard.html", "scorecard.json", "junit.xml", "manifest.json", *card.charts]

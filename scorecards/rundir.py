@@ -15,10 +15,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from infra.errors import ConfigError
 from infra.types import FaultRecord, read_event_log
+from probes.models import MEASUREMENTS, Measurements, read_measurements
 
-MEASUREMENTS_VERSIONS = (1,)
 # Files the scorecard writes; `manifest.json` covers them too, but they are outputs.
 OUTPUT_NAMES = ("scorecard.json", "scorecard.md", "scorecard.html", "junit.xml")
 OUTPUT_DIRS = ("charts",)
@@ -47,7 +49,7 @@ class RunData:
     name: str
     experiment: str
     started_at: float | None
-    measurements: dict[str, Any] | None
+    measurements: Measurements | None
     load: dict[str, Any] | None
     faults: tuple[FaultRecord, ...]
     world: dict[str, Any] | None
@@ -55,17 +57,21 @@ class RunData:
     problems: tuple[Problem, ...] = field(default=())
 
     def entries(self, section: str) -> list[dict[str, Any]]:
-        """The entries of one measurements list (`rto`, `rpo`, …); [] when absent."""
+        """The entries of one measurements list (`rto`, `rpo`, …) as the probes wrote
+        them (typed fields checked on reading); [] when absent."""
+        found = self.section(section)
+        return [e.model_dump(mode="json", exclude_unset=True) for e in found or ()]
+
+    def section(self, section: str) -> tuple[BaseModel, ...] | None:
+        """The typed entries of one measurements list; None when the list is absent."""
         if self.measurements is None:
-            return []
-        value = self.measurements.get(section)
-        if not isinstance(value, list):
-            return []
-        return [e for e in value if isinstance(e, dict)]
+            return None
+        value = getattr(self.measurements, section, None)
+        return value if isinstance(value, tuple) else None
 
     def has_section(self, section: str) -> bool:
         """Whether measurements.json has this list at all (even empty)."""
-        return self.measurements is not None and isinstance(self.measurements.get(section), list)
+        return self.section(section) is not None
 
     @property
     def saturated(self) -> bool | None:
@@ -105,6 +111,18 @@ def _read_json(path: Path, problems: list[Problem]) -> Any:
         return None
 
 
+def _read_measurements(path: Path, problems: list[Problem]) -> Measurements | None:
+    if not path.exists():
+        problems.append(Problem(path.name, "missing"))
+        return None
+    try:
+        return read_measurements(path)
+    except (OSError, ValueError) as exc:
+        # The message names the file (and the field); keep it relative to the run.
+        problems.append(Problem(path.name, str(exc).removeprefix(f"{path}").lstrip(": ")))
+        return None
+
+
 def _read_events(path: Path, problems: list[Problem]) -> tuple[FaultRecord, ...]:
     if not path.exists():
         problems.append(Problem(path.name, "missing: no record that a fault was applied"))
@@ -140,19 +158,7 @@ def load_run(path: Path) -> RunData:
         raise ConfigError(f"{path}: not a run directory (no such directory)")
     problems: list[Problem] = []
 
-    measurements = _read_json(path / "measurements.json", problems)
-    if measurements is not None and not isinstance(measurements, dict):
-        problems.append(Problem("measurements.json", "expected a JSON object"))
-        measurements = None
-    if measurements is not None and measurements.get("version") not in MEASUREMENTS_VERSIONS:
-        problems.append(
-            Problem(
-                "measurements.json",
-                f"unsupported version {measurements.get('version')!r} "
-                f"(this scorecard reads {', '.join(map(str, MEASUREMENTS_VERSIONS))})",
-            )
-        )
-        measurements = None
+    measurements = _read_measurements(path / MEASUREMENTS, problems)
 
     load = _read_json(path / "load.json", problems)
     if load is not None and not isinstance(load, dict):
@@ -172,13 +178,12 @@ def load_run(path: Path) -> RunData:
         raw = _read_json(path / "journal.json", problems)
         journal = raw if isinstance(raw, dict) else None
 
-    run_info = measurements.get("run") if measurements else None
-    run_info = run_info if isinstance(run_info, dict) else {}
+    run_info = measurements.run if measurements is not None else None
     experiment = next(
         (
             v
             for v in (
-                run_info.get("experiment"),
+                run_info.experiment if run_info is not None else None,
                 (world or {}).get("experiment"),
                 ((journal or {}).get("experiment") or {}).get("title"),
             )
@@ -186,7 +191,7 @@ def load_run(path: Path) -> RunData:
         ),
         "unnamed",
     )
-    started_at = _parse_time(run_info.get("started_at"))
+    started_at = _parse_time(run_info.started_at if run_info is not None else None)
     if started_at is None and journal is not None:
         started_at = _parse_time(journal.get("start"))
     if started_at is None and faults:

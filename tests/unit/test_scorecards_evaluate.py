@@ -57,7 +57,8 @@ def gate(card: Scorecard, gate_id: str) -> Verdict:
 
 def set_ttd(value: float | None) -> Callable[[dict[str, Any]], None]:
     def change(doc: dict[str, Any]) -> None:
-        doc["integrity"][0]["time_to_detect_seconds"] = value
+        (entry,) = [e for e in doc["integrity"] if e["check"] == "time-to-detect"]
+        entry["time_to_detect_seconds"] = value
 
     return change
 
@@ -188,8 +189,8 @@ def test_missing_measurements_make_everything_inconclusive(tmp_path: Path) -> No
         pytest.param(_no_data, "rto_seconds[predict/us]", "status 'no-data'", id="no-data"),
         pytest.param(
             set_rto("rto_seconds", "soon"),
-            "rto_seconds[predict/us]",
-            "not a number",
+            "rto_seconds",
+            "field 'rto[0].rto_seconds': input should be a valid number, got 'soon'",
             id="malformed",
         ),
         pytest.param(_drop("rpo"), "rpo_seconds", "no `rpo` list", id="missing-rpo"),
@@ -442,7 +443,7 @@ def test_a_mismatch_without_the_compared_figures_names_this_gates_own() -> None:
     # measurements.json files written before the bound was recorded.
     from scorecards.evaluate import _mismatch_reason
 
-    old = [{"status": "ok", "rto_seconds": 44.2, "mismatch": True}]
+    old = [{"status": "ok", "rto_seconds": 44.2, "instrumentation_mismatch": True}]
     assert _mismatch_reason(old, 14.2) == (
         "instrumentation mismatch: client side 14.2 s, Prometheus 44.2 s"
     )
