@@ -71,17 +71,23 @@ def render_summary(doc: dict[str, Any]) -> list[str]:
     lines += ["", "RPO (ledger read back from the current primary)"]
     for e in doc.get("rpo", []):
         lag = (e.get("replication_lag_estimate") or {}).get("lag_seconds")
+        why = "; ".join(r for r in (e.get("reason"), e.get("lost_after_fault_reason")) if r)
         lines.append(
             f"  {e.get('residency', '-'):<4} {e['status']:<8} "
-            f"acked {_num(e.get('acknowledged'))} lost {_num(e.get('lost'))} "
-            f"after-fault {_num(e.get('lost_after_fault'))} "
-            f"ambiguous {_num(e.get('ambiguous'))} RPO {_num(e.get('rpo_seconds'), ' s')} "
-            f"(lag estimate {_num(lag, ' s')})  {e.get('reason') or ''}"
+            f"acked {_num(e.get('acknowledged'))} "
+            f"(after fault {_num(e.get('acknowledged_after_fault'))}) "
+            f"lost {_num(e.get('lost'))} after-fault {_num(e.get('lost_after_fault'))} "
+            f"ambiguous {_num(e.get('ambiguous'))} unaccounted {_num(e.get('unaccounted'))} "
+            f"RPO {_num(e.get('rpo_seconds'), ' s')} "
+            f"(lag at fault {_num(lag, ' s')})  {why}"
         )
     lines += ["", "Integrity"]
     for e in doc.get("integrity", []):
         if e.get("check") == "wrong-answers":
-            figure = f"wrong answers {_num(e.get('wrong_answers'))}"
+            figure = (
+                f"{e.get('residency')}: wrong answers {_num(e.get('wrong_answers'))} "
+                f"(expected digest: {e.get('digest_source')})"
+            )
         else:
             detect = _num(e.get("time_to_detect_seconds"), " s")
             figure = (
