@@ -194,7 +194,7 @@ def measure_run(
             store_note = "sentinels of world.json"
         except ValueError as exc:
             store_note = f"world.json: {exc}"
-    rpo = rpo_table(frame, faults, stores, region_jur, prom)
+    rpo = rpo_table(frame, faults, stores, region_jur, prom, residencies)
     if not rpo:
         rpo = [
             _placeholder(
@@ -208,7 +208,8 @@ def measure_run(
         ]
 
     # -- integrity and residency
-    digest, digest_source = expected_digest_of(options.expected_digest, world)
+    first_fault = faults[0].applied_at if faults else None
+    digest, digest_source = expected_digest_of(options.expected_digest, world, frame, first_fault)
     integrity = integrity_table(
         frame, faults, until, digest, options.settle_seconds, digest_source, region_jur
     )

@@ -415,15 +415,17 @@ def rpo_table(
     stores: Mapping[str, WriteStore] | None,
     region_jur: dict[str, str] | None = None,
     prometheus: PromClient | None = None,
+    residencies: Iterable[str] = (),
 ) -> list[dict[str, Any]]:
-    """RPO per residency of the writes. No store for a residency → "no-data".
+    """RPO per residency of the writes and of `residencies` (those with traffic). No
+    store for a residency → "no-data"; no acknowledged write of it → "no-data".
 
     Writes whose residency is unknown (null, and their client names none) form an
     `unknown` entry with status "error": they are counted, never dropped.
     """
     book = ledger(frame)
     table: list[dict[str, Any]] = []
-    for residency in sorted(book["residency"].unique()):
+    for residency in sorted({*book["residency"].unique(), *residencies}):
         rows = book[book["residency"] == residency]
         fault = fault_for(residency, faults, region_jur or {})
         table.append(_rpo_entry(residency, rows, fault, stores, prometheus))

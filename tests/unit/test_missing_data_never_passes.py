@@ -1,6 +1,7 @@
 """Measure then score constructed run directories: a defect in the data is never a PASS.
 
-The clean run is the control (it PASSes, so each case below can fail); each case
+The clean run is the control (it PASSes, so each case below can fail: both jurisdictions
+write, the deployed digest is known); each case
 changes one thing the issue's classes 4-6 describe and must leave the named gate
 INCONCLUSIVE or FAIL, and the run not PASS.
 """
@@ -72,9 +73,44 @@ def a_lost_write_without_latency(run: Path) -> dict[str, MemoryWriteStore]:
 
 
 def no_deployed_digest(run: Path) -> dict[str, MemoryWriteStore]:
-    # Class 6: nothing says which model was deployed: the digests cannot be checked.
+    # Class 6: nothing says which model was deployed, and no answer before the fault
+    # carried a digest: the digests after it cannot be checked.
     (run / "world.json").unlink()
+
+    def no_digest_before(frame: pd.DataFrame) -> pd.DataFrame:
+        frame.loc[frame["t_start"] < T0 + 10.0, "model_digest"] = None
+        return frame
+
+    edit_timeline(run, no_digest_before)
     return stores()
+
+
+def eu_does_not_write(run: Path) -> dict[str, MemoryWriteStore]:
+    # Class 4: eu has traffic but no write at all: its RPO is unknown, not 0.
+    edit_timeline(run, lambda f: f[~((f["kind"] == "write") & (f["residency"] == "eu"))])
+    return stores()
+
+
+def a_writer_without_residency(run: Path) -> dict[str, MemoryWriteStore]:
+    # Class 5: client w9's writes lost their residency; no other row of w9 names one.
+    def orphan(frame: pd.DataFrame) -> pd.DataFrame:
+        rows = frame[(frame["kind"] == "write") & (frame["client"] == "w1")].head(5).copy()
+        rows["client"], rows["residency"] = "w9", None
+        return pd.concat([frame, rows], ignore_index=True)
+
+    edit_timeline(run, orphan)
+    return stores()
+
+
+def eu_writes(frame: pd.DataFrame) -> pd.DataFrame:
+    """The eu clients write too (seq 0…479 of client e1, all acknowledged)."""
+    eu = frame[(frame["kind"] == "predict") & (frame["residency"] == "eu")].copy()
+    eu["kind"], eu["client"], eu["model_digest"] = "write", "e1", None
+    eu["seq"] = np.arange(len(eu))
+    return pd.concat([frame, eu], ignore_index=True)
+
+
+EU_STORE = MemoryWriteStore({f"ev:e1:{n}" for n in range(480)})
 
 
 CASES: dict[str, tuple[Edit, str, Verdict]] = {
@@ -86,6 +122,9 @@ CASES: dict[str, tuple[Edit, str, Verdict]] = {
     "lost-write-without-latency": (
         a_lost_write_without_latency, "lost_after_fault[us]", Verdict.FAIL),
     "no-deployed-digest": (no_deployed_digest, "wrong_answers[us]", Verdict.INCONCLUSIVE),
+    "eu-does-not-write": (eu_does_not_write, "rpo_seconds[eu]", Verdict.INCONCLUSIVE),
+    "writer-without-residency": (
+        a_writer_without_residency, "rpo_seconds[unknown]", Verdict.INCONCLUSIVE),
 }  # fmt: skip
 
 
@@ -94,7 +133,8 @@ def test_defective_data_is_never_a_pass(tmp_path: Path, case: tuple[Edit, str, V
     edit, gate_id, expected = case
     run = make_run(tmp_path / "run")
     (run / "world.json").write_text(json.dumps({"model": {"digest": "sha256:m"}}))
-    write_stores = edit(run)
+    edit_timeline(run, eu_writes)
+    write_stores = {"eu": EU_STORE, **edit(run)}
     doc = measure_run(run, Options(topology_path=run / "topology.yaml"), write_stores)
     write_measurements(run, doc)
     card = evaluate([load_run(run)], parse_gates(TARGET_GATES, Path("gates.yaml")), T0)

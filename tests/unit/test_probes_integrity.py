@@ -221,15 +221,23 @@ def test_residency_probe_reads_the_topology(tmp_path: Path) -> None:
         ("sha-x", {"model": {"digest": GOOD}}, ("sha-x", "given")),
         (None, {"model": {"digest": GOOD}}, (GOOD, "deployed")),
         (None, {"model": {"digest": None, "reason": "unreadable manifest"}}, (None, "unknown")),
-        (None, {}, (None, "unknown")),
-        (None, None, (None, "unknown")),
+        (None, {}, (GOOD, "majority-before-fault")),
+        (None, None, (GOOD, "majority-before-fault")),
     ],
     ids=["given-wins", "deployed", "manifest-unreadable", "no-model", "no-world"],
 )
 def test_expected_digest_sources(
     given: str | None, world: dict[str, Any] | None, expected: tuple[str | None, str]
 ) -> None:
-    assert expected_digest_of(given, world) == expected
+    # 40 answers from GOOD before the fault at 10 s, then 10 from BAD.
+    data = frame(rows(40, 0.0, "us-east"), rows(10, 10.0, "us-west", digest=BAD))
+    assert expected_digest_of(given, world, data, T0 + 10.0) == expected
+
+
+def test_no_answer_before_the_fault_leaves_the_expected_digest_unknown() -> None:
+    data = frame(rows(10, 10.0, "us-west", digest=BAD))
+    assert expected_digest_of(None, None, data, T0 + 10.0) == (None, "unknown")
+    assert expected_digest_of(None, None, data, None) == (None, "unknown")
 
 
 def test_without_an_expected_digest_the_digest_check_is_no_data_not_skipped() -> None:
@@ -243,8 +251,8 @@ def test_without_an_expected_digest_the_digest_check_is_no_data_not_skipped() ->
     result = wrong_answers_of(data, None)
     assert result["status"] == "no-data"
     assert result["reason"] == (
-        "no expected model digest (none given, none deployed in world.json): "
-        "9 answers' digests cannot be checked"
+        "no expected model digest (none given, none deployed in world.json, "
+        "no answer before the fault): 9 answers' digests cannot be checked"
     )
     assert (result["wrong_answers"], result["canary_mismatches"]) == (2, 2)
     assert result["unexpected_digests"] is None
