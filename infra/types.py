@@ -8,36 +8,39 @@ jurisdiction's primary from these, never by assuming.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Literal
 
 from infra.errors import MalformedInput
 
-Role = Literal["primary", "replica"]
+if TYPE_CHECKING:
+    import pyarrow as pa
 
-#: The request timeline (`timeline.parquet`), one row per request: loadgen writes it with
-#: exactly this schema; the probes accept any type of the same family (docs/loadgen.md).
-TIMELINE_SCHEMA = pa.schema(
-    [
-        pa.field("t_start", pa.float64()),
-        pa.field("latency_ms", pa.float64()),
-        pa.field("kind", pa.string()),
-        pa.field("ok", pa.bool_()),
-        pa.field("status", pa.int32()),
-        pa.field("error", pa.string()),
-        pa.field("residency", pa.string()),
-        pa.field("region", pa.string()),
-        pa.field("model_digest", pa.string()),
-        pa.field("score", pa.float64()),
-        pa.field("client", pa.string()),
-        pa.field("seq", pa.int64()),
-        pa.field("expected", pa.float64()),
-        pa.field("correct", pa.bool_()),
-    ]
+Role = Literal["primary", "replica"]
+JsonValue = str | int | float | bool | None | list["JsonValue"] | dict[str, "JsonValue"]
+
+#: The request timeline (`timeline.parquet`), one row per request: (column, Arrow type).
+#: loadgen writes exactly these types (`timeline_schema()`); the probes accept any type
+#: of the same family (docs/loadgen.md). Plain names here, so that importing the
+#: contract does not import pyarrow into every platform process.
+TIMELINE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("t_start", "float64"),
+    ("latency_ms", "float64"),
+    ("kind", "string"),
+    ("ok", "bool"),
+    ("status", "int32"),
+    ("error", "string"),
+    ("residency", "string"),
+    ("region", "string"),
+    ("model_digest", "string"),
+    ("score", "float64"),
+    ("client", "string"),
+    ("seq", "int64"),
+    ("expected", "float64"),
+    ("correct", "bool"),
 )
 #: Columns a timeline must have; the others read as null when absent.
 TIMELINE_REQUIRED = ("t_start", "latency_ms", "kind", "ok", "status", "residency")
@@ -50,6 +53,16 @@ def write_key(client: str, seq: int) -> str:
     return f"{WRITE_KEY_PREFIX}{client}:{seq}"
 
 
+@functools.cache
+def timeline_schema() -> pa.Schema:
+    """The timeline's Arrow schema, built from `TIMELINE_COLUMNS`."""
+    import pyarrow  # here, not at the top: see TIMELINE_COLUMNS
+
+    return pyarrow.schema(
+        [pyarrow.field(n, pyarrow.type_for_alias(t)) for n, t in TIMELINE_COLUMNS]
+    )
+
+
 def timeline_type_problem(column: str, found: pa.DataType) -> str | None:
     """Why `found` is not a valid type for timeline `column`; None when it is.
 
@@ -57,25 +70,26 @@ def timeline_type_problem(column: str, found: pa.DataType) -> str | None:
     text for text; dictionary-encoded text is text): "true"/"false" strings in `ok`
     are an error, not successes.
     """
-    if column not in TIMELINE_SCHEMA.names:
+    import pyarrow  # here, not at the top: see TIMELINE_COLUMNS
+
+    types = pyarrow.types
+    schema = timeline_schema()
+    if column not in schema.names:
         return None
-    wanted = TIMELINE_SCHEMA.field(column).type
-    if pa.types.is_dictionary(found):
+    wanted = schema.field(column).type
+    if types.is_dictionary(found):
         found = found.value_type
-    if pa.types.is_null(found):
+    if types.is_null(found):
         return None  # a column that is null throughout has no type to check
-    if pa.types.is_boolean(wanted):
-        fits = pa.types.is_boolean(found)
-    elif pa.types.is_integer(wanted) or pa.types.is_floating(wanted):
-        fits = pa.types.is_integer(found) or pa.types.is_floating(found)
+    if types.is_boolean(wanted):
+        fits = types.is_boolean(found)
+    elif types.is_integer(wanted) or types.is_floating(wanted):
+        fits = types.is_integer(found) or types.is_floating(found)
     else:
-        fits = pa.types.is_string(found) or pa.types.is_large_string(found)
+        fits = types.is_string(found) or types.is_large_string(found)
     if fits:
         return None
     return f"column {column!r} must be of type {wanted} (or its family), got {found}"
-
-
-JsonValue = str | int | float | bool | None | list["JsonValue"] | dict[str, "JsonValue"]
 
 
 @dataclass(frozen=True)

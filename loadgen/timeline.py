@@ -46,7 +46,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from infra.types import TIMELINE_SCHEMA
+from infra.types import timeline_schema
 
 __all__ = [
     "BATCH_ROWS",
@@ -67,7 +67,7 @@ BATCH_ROWS = 5000
 BATCH_SECONDS = 1.0
 SCORE_TOLERANCE = 1e-6
 
-SCHEMA = TIMELINE_SCHEMA  # declared once, in infra.types (the run-directory contract)
+SCHEMA = timeline_schema()  # declared once, in infra.types (the run-directory contract)
 COLUMNS = tuple(SCHEMA.names)
 
 # One row, in COLUMNS order.
