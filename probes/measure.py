@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra.errors import ConfigError
+from infra.errors import ConfigError, MalformedInput
 from infra.types import read_event_log
 from probes.integrity import expected_digest_of, integrity_table
 from probes.models import MEASUREMENTS_VERSION, write_measurements
@@ -67,13 +67,17 @@ def _sha256(path: Path) -> str:
 
 
 def _optional_json(path: Path) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-    """(content, input description) of an optional JSON file."""
+    """(content, input description) of an optional JSON file.
+
+    Absent is `no-data`; present but not a JSON object raises MalformedInput (a run
+    directory with a broken file is not measured as if the file were not there).
+    """
     if not path.exists():
         return None, {"path": path.name, "status": "no-data", "reason": "file absent"}
     try:
         return read_json(path), {"path": path.name, "status": "ok", "reason": None}
     except ValueError as exc:
-        return None, {"path": path.name, "status": "error", "reason": str(exc)}
+        raise MalformedInput(str(exc)) from exc
 
 
 def _faults(run: Path) -> tuple[list[Fault], dict[str, Any]]:

@@ -183,3 +183,35 @@ def test_a_constructed_frame_with_string_ok_is_an_error() -> None:
                           "ok": ["false"], "status": [200], "residency": ["us"]})  # fmt: skip
     with pytest.raises(MalformedInput, match=r"<timeline>: column 'ok' must be boolean"):
         normalise(frame)
+
+
+# -- load.json and world.json: absent is no-data, broken is exit 2
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("world.json", '{"model": {"digest": "x"},\n "urls": }', "world.json:2: not valid JSON"),
+        ("load.json", "[true]", "load.json: expected a JSON object, got list"),
+    ],
+    ids=["world-not-json", "load-not-an-object"],
+)
+def test_cli_exits_2_on_a_broken_optional_file(
+    tmp_path: Path, name: str, text: str, message: str
+) -> None:
+    run = make_run(tmp_path / "run")
+    (run / name).write_text(text)
+    result = CliRunner().invoke(cli(), ["measure", str(run)])
+    assert result.exit_code == 2, result.output
+    assert f"gameday: error: {run / message}" in result.output
+
+
+def test_absent_optional_files_are_no_data(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "run")
+    (run / "load.json").unlink()
+    doc = measure_run(run, Options(topology_path=run / "topology.yaml"), stores())
+    assert doc["inputs"]["load"] == {
+        "path": "load.json",
+        "status": "no-data",
+        "reason": "file absent",
+    }
+    assert doc["inputs"]["world"]["status"] == "no-data"
+    assert doc["load"] == {"saturated": None, "valid": None}
