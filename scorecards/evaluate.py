@@ -401,8 +401,19 @@ def _budget_obs(run: RunData, group: list[dict[str, Any]], blocked: str | None) 
     return Observation(run.name, ratio, None, "", ev)
 
 
+RPO_EVIDENCE = {
+    "rpo_seconds",
+    "acknowledged",
+    "acknowledged_after_fault",
+    "lost",
+    "lost_after_fault",
+    "ambiguous",
+    "unaccounted",
+}
+
+
 def _collect_rpo(run: RunData, experiment: str, gates: Gates, c: _Collector) -> None:
-    entries = run.entries("rpo")
+    entries = run.rpo
     if not entries:
         for gate in ("rpo_seconds", "lost_after_fault"):
             c.add(
@@ -413,41 +424,24 @@ def _collect_rpo(run: RunData, experiment: str, gates: Gates, c: _Collector) -> 
         return
     blocked = _timing_block(run)
     for entry in entries:
-        jurisdiction = jurisdiction_of(entry)
-        key = (jurisdiction, None)
-        problem = _status_problem(entry)
-        evidence: dict[str, Any] = {
-            k: entry.get(k)
-            for k in (
-                "rpo_seconds",
-                "acknowledged",
-                "acknowledged_after_fault",
-                "lost",
-                "lost_after_fault",
-                "ambiguous",
-                "unaccounted",
-            )
-            if k in entry
-        }
-        rpo = _num(entry.get("rpo_seconds"))
+        key = (entry.residency, None)
+        problem = None
+        if entry.status != "ok":
+            problem = f"status {entry.status!r}" + (f": {entry.reason}" if entry.reason else "")
+        evidence = entry.model_dump(mode="json", include=RPO_EVIDENCE, exclude_unset=True)
+        rpo = entry.rpo_seconds
         if problem:
             obs = Observation(run.name, rpo, Verdict.INCONCLUSIVE, problem, evidence)
         elif blocked:
             obs = Observation(run.name, rpo, Verdict.INCONCLUSIVE, blocked, evidence)
         elif rpo is None:
-            obs = Observation(
-                run.name,
-                None,
-                Verdict.INCONCLUSIVE,
-                f"rpo_seconds is {entry.get('rpo_seconds')!r}, not a number",
-                evidence,
-            )
+            obs = Observation(run.name, None, Verdict.INCONCLUSIVE, "rpo_seconds is null", evidence)
         else:
             obs = Observation(run.name, rpo, None, "", evidence)
         c.add("rpo_seconds", key, obs)
 
-        lost = _num(entry.get("lost_after_fault"))
-        spec = gates.resolve(experiment, jurisdiction).spec("lost_after_fault")
+        lost = entry.lost_after_fault
+        spec = gates.resolve(experiment, entry.residency).spec("lost_after_fault")
         if problem and lost is not None and not spec.passes(lost):
             # Writes proven lost after the fault stay lost whatever else is missing.
             reason = f"{fmt(lost, 'writes')} lost after the fault ({problem})"
@@ -455,10 +449,10 @@ def _collect_rpo(run: RunData, experiment: str, gates: Gates, c: _Collector) -> 
         elif problem:
             obs = Observation(run.name, lost, Verdict.INCONCLUSIVE, problem, evidence)
         elif lost is None:
-            why = entry.get("lost_after_fault_reason") or "no lost_after_fault count"
-            obs = Observation(run.name, None, Verdict.INCONCLUSIVE, str(why), evidence)
+            why = entry.lost_after_fault_reason or "no lost_after_fault count"
+            obs = Observation(run.name, None, Verdict.INCONCLUSIVE, why, evidence)
         else:
-            obs = Observation(run.name, lost, None, "", evidence)
+            obs = Observation(run.name, float(lost), None, "", evidence)
         c.add("lost_after_fault", key, obs)
 
 
