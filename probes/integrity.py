@@ -92,7 +92,7 @@ def detection_of(
         )
     starts = frame["t_start"].to_numpy(dtype=np.float64)
     answered = starts + frame["latency_ms"].to_numpy(dtype=np.float64) / 1000.0
-    by_region = (frame["region"].astype(str) == region).to_numpy() & frame["region"].notna()
+    by_region = ((frame["region"].astype(str) == region) & frame["region"].notna()).to_numpy()
     served_before = int((by_region & (starts < fault.applied_at)).sum())
     if not served_before:
         reason = (
