@@ -150,7 +150,7 @@ def key_figures(card: Scorecard) -> dict[str, list[list[str]]]:
                     fmt(_f(e.get("rpo_seconds")), "s"),
                     _int(e.get("acknowledged")),
                     _int(e.get("lost")),
-                    _int(e.get("lost_after_fault")),
+                    _lost_after(e),
                     _int(e.get("ambiguous")),
                     _lag(e.get("replication_lag_estimate")),
                 ]
@@ -160,6 +160,13 @@ def key_figures(card: Scorecard) -> dict[str, list[list[str]]]:
 
 def _f(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _lost_after(entry: dict[str, Any]) -> str:
+    """Writes lost after the fault, or why the count is open (never a vacuous 0)."""
+    if entry.get("lost_after_fault") is None and entry.get("acknowledged_after_fault") == 0:
+        return "n/a (none acknowledged after)"
+    return _int(entry.get("lost_after_fault"))
 
 
 def _lag(estimate: Any) -> str:
