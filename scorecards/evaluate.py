@@ -486,7 +486,7 @@ def _collect_counts(run: RunData, experiment: str, gates: Gates, c: _Collector) 
             )
         return
     wrong = [e for e in entries if e["check"] == "wrong-answers"]
-    detect = [e for e in entries if e["check"] == "time-to-detect"]
+    detect = [e for e in run.integrity if e.check == "time-to-detect"]
     grouped = {}
     for entry in wrong:
         grouped.setdefault(_integrity_jurisdiction(run, entry), []).append(entry)
@@ -519,12 +519,13 @@ def _collect_counts(run: RunData, experiment: str, gates: Gates, c: _Collector) 
         )
 
     blocked = _timing_block(run)
-    for entry in detect:
-        j = _integrity_jurisdiction(run, entry)
-        region = entry.get("region") if isinstance(entry.get("region"), str) else None
-        ttd = _num(entry.get("time_to_detect_seconds"))
-        evidence = {"time_to_detect_seconds": entry.get("time_to_detect_seconds"), "region": region}
-        problem = _status_problem(entry)
+    for found in detect:
+        j = found.jurisdiction or run.jurisdiction_of(found.region)
+        region, ttd = found.region, found.time_to_detect_seconds
+        evidence = {"time_to_detect_seconds": ttd, "region": region}
+        problem = None
+        if found.status != "ok":
+            problem = f"status {found.status!r}" + (f": {found.reason}" if found.reason else "")
         if problem:
             obs = Observation(run.name, ttd, Verdict.INCONCLUSIVE, problem, evidence)
         elif blocked:

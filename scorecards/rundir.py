@@ -19,7 +19,13 @@ from pydantic import BaseModel
 
 from infra.errors import ConfigError
 from infra.types import FaultRecord, read_event_log
-from probes.models import MEASUREMENTS, Measurements, RpoEntry, read_measurements
+from probes.models import (
+    MEASUREMENTS,
+    IntegrityEntry,
+    Measurements,
+    RpoEntry,
+    read_measurements,
+)
 
 # Files the scorecard writes; `manifest.json` covers them too, but they are outputs.
 OUTPUT_NAMES = ("scorecard.json", "scorecard.md", "scorecard.html", "junit.xml")
@@ -73,6 +79,12 @@ class RunData:
     def rpo(self) -> tuple[RpoEntry, ...]:
         """The typed RPO entries; () when absent (`has_section` tells which)."""
         found = self.measurements.rpo if self.measurements is not None else None
+        return found or ()
+
+    @property
+    def integrity(self) -> tuple[IntegrityEntry, ...]:
+        """The typed integrity entries; () when absent (`has_section` tells which)."""
+        found = self.measurements.integrity if self.measurements is not None else None
         return found or ()
 
     def has_section(self, section: str) -> bool:
