@@ -10,6 +10,7 @@ INCONCLUSIVE, never into PASS.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -129,6 +130,14 @@ def _read_json(path: Path, problems: list[Problem]) -> Any:
         return None
 
 
+def _within(path: Path, exc: Exception) -> str:
+    """A reader's message without its file path (the Problem names the file):
+    `RUN/events.jsonl:2: field …` becomes `line 2: field …`."""
+    text = str(exc).removeprefix(str(path))
+    found = re.match(r":(\d+): ", text)
+    return f"line {found.group(1)}: {text[found.end() :]}" if found else text.lstrip(": ")
+
+
 def _read_measurements(path: Path, problems: list[Problem]) -> Measurements | None:
     if not path.exists():
         problems.append(Problem(path.name, "missing"))
@@ -136,8 +145,7 @@ def _read_measurements(path: Path, problems: list[Problem]) -> Measurements | No
     try:
         return read_measurements(path)
     except (OSError, ValueError) as exc:
-        # The message names the file (and the field); keep it relative to the run.
-        problems.append(Problem(path.name, str(exc).removeprefix(f"{path}").lstrip(": ")))
+        problems.append(Problem(path.name, _within(path, exc)))
         return None
 
 
@@ -148,8 +156,7 @@ def _read_events(path: Path, problems: list[Problem]) -> tuple[FaultRecord, ...]
     try:
         log = read_event_log(path)
     except (OSError, ValueError) as exc:
-        # The message already names the file and the line.
-        problems.append(Problem(path.name, str(exc).removeprefix(f"{path}").lstrip(": ")))
+        problems.append(Problem(path.name, _within(path, exc)))
         return ()
     faults = tuple(r for r in log.records if r.type == "fault")
     if not faults:

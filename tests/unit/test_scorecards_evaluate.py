@@ -509,3 +509,19 @@ def test_canary_mismatches_beyond_the_limit_fail_even_without_a_digest(tmp_path:
     result = next(g for g in card.gates if g.id == "wrong_answers[us]")
     assert result.verdict == FAIL
     assert result.reason.startswith("at least 3 answers (status 'no-data': no expected model")
+
+
+def test_a_malformed_events_record_makes_the_fault_check_inconclusive(tmp_path: Path) -> None:
+    run = write_sample_run(tmp_path / "run", timeline=False, time_to_detect=5.0)
+    (run / "events.jsonl").write_text(
+        '{"type": "fault", "fault": "kill-region", "target": "us-east", "id": "f1", '
+        '"applied_at": "2026-11-30T10:00:00Z"}\n'
+    )
+    card = evaluate([load_run(run)], gates(), T)
+    result = next(g for g in card.gates if g.id == "fault_injected")
+    assert result.verdict == INCONCLUSIVE
+    assert result.reason == (
+        "events.jsonl: line 1: field 'applied_at': expected epoch seconds (a number), "
+        "got '2026-11-30T10:00:00Z'"
+    )
+    assert card.verdict == INCONCLUSIVE
