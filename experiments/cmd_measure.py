@@ -37,6 +37,8 @@ def render_summary(doc: dict[str, Any]) -> list[str]:
         f"run {doc.get('run_dir')}: {rows} requests, "
         f"{len(doc.get('faults', []))} fault(s), measured in {took}",
     ]
+    for warning in inputs.get("events", {}).get("warnings", []):
+        lines.append(f"warning: {warning}")
     load = doc.get("load", {})
     if load.get("saturated"):
         lines.append("load generator SATURATED: this run is invalid (inconclusive)")
@@ -69,17 +71,23 @@ def render_summary(doc: dict[str, Any]) -> list[str]:
     lines += ["", "RPO (ledger read back from the current primary)"]
     for e in doc.get("rpo", []):
         lag = (e.get("replication_lag_estimate") or {}).get("lag_seconds")
+        why = "; ".join(r for r in (e.get("reason"), e.get("lost_after_fault_reason")) if r)
         lines.append(
             f"  {e.get('residency', '-'):<4} {e['status']:<8} "
-            f"acked {_num(e.get('acknowledged'))} lost {_num(e.get('lost'))} "
-            f"after-fault {_num(e.get('lost_after_fault'))} "
-            f"ambiguous {_num(e.get('ambiguous'))} RPO {_num(e.get('rpo_seconds'), ' s')} "
-            f"(lag estimate {_num(lag, ' s')})  {e.get('reason') or ''}"
+            f"acked {_num(e.get('acknowledged'))} "
+            f"(after fault {_num(e.get('acknowledged_after_fault'))}) "
+            f"lost {_num(e.get('lost'))} after-fault {_num(e.get('lost_after_fault'))} "
+            f"ambiguous {_num(e.get('ambiguous'))} unaccounted {_num(e.get('unaccounted'))} "
+            f"RPO {_num(e.get('rpo_seconds'), ' s')} "
+            f"(lag at fault {_num(lag, ' s')})  {why}"
         )
     lines += ["", "Integrity"]
     for e in doc.get("integrity", []):
         if e.get("check") == "wrong-answers":
-            figure = f"wrong answers {_num(e.get('wrong_answers'))}"
+            figure = (
+                f"{e.get('residency')}: wrong answers {_num(e.get('wrong_answers'))} "
+                f"(expected digest: {e.get('digest_source')})"
+            )
         else:
             detect = _num(e.get("time_to_detect_seconds"), " s")
             figure = (
@@ -114,7 +122,7 @@ def render_summary(doc: dict[str, Any]) -> list[str]:
 @click.option(
     "--expected-digest",
     default=None,
-    help="The model digest every answer should carry (default: the majority before the fault).",
+    help="The model digest every answer should carry (default: world.json's deployed model).",
 )
 @click.option(
     "--json", "as_json", is_flag=True, help="Print measurements.json instead of a summary."
@@ -128,7 +136,8 @@ def measure(
     as_json: bool,
 ) -> None:
     """Compute RUN_DIR/measurements.json (RTO, RPO, integrity, residency) from a run directory."""
-    from probes.measure import Options, measure_run, write_measurements
+    from probes.measure import Options, measure_run
+    from probes.models import write_measurements
 
     if not run_dir.is_dir():
         raise ConfigError(f"{run_dir}: run directory not found")

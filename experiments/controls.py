@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from infra.types import read_event_log
 from probes.prometheus import PromClient, PrometheusUnavailable
 
 __all__ = [
@@ -170,11 +171,9 @@ def _last_fault_at(run_dir: Path) -> float | None:
     if not path.exists():
         return None
     times = [
-        float(record["applied_at"])
-        for line in path.read_text().splitlines()
-        if line.strip()
-        and (record := json.loads(line)).get("type") == "fault"
-        and record.get("applied_at") is not None
+        r.applied_at
+        for r in read_event_log(path).records
+        if r.type == "fault" and r.applied_at is not None
     ]
     return max(times) if times else None
 
@@ -336,7 +335,8 @@ def before_method_control(
 
 def _measure(drill: _Drill, configuration: dict[str, Any] | None) -> None:
     from infra.local import world
-    from probes.measure import Options, measure_run, write_measurements
+    from probes.measure import Options, measure_run
+    from probes.models import write_measurements
     from probes.rpo import stores_from_world
 
     base = (configuration or {}).get("gameday_home")

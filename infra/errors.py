@@ -11,6 +11,14 @@ class ConfigError(GamedayError):
     """Bad input: a malformed file, an unknown name, a missing prerequisite (exit 2)."""
 
 
+class MalformedInput(ConfigError, ValueError):
+    """A run-directory file that cannot be read as its contract says (exit 2).
+
+    The message names the file, the line (or column) and the field. A ValueError too,
+    so that callers that guard a parse with `except ValueError` still see it.
+    """
+
+
 class WorldNotUp(ConfigError):
     """A command needs the local platform and none is running."""
 

@@ -46,6 +46,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from infra.types import timeline_schema
+
 __all__ = [
     "BATCH_ROWS",
     "BATCH_SECONDS",
@@ -65,24 +67,7 @@ BATCH_ROWS = 5000
 BATCH_SECONDS = 1.0
 SCORE_TOLERANCE = 1e-6
 
-SCHEMA = pa.schema(
-    [
-        pa.field("t_start", pa.float64()),
-        pa.field("latency_ms", pa.float64()),
-        pa.field("kind", pa.string()),
-        pa.field("ok", pa.bool_()),
-        pa.field("status", pa.int32()),
-        pa.field("error", pa.string()),
-        pa.field("residency", pa.string()),
-        pa.field("region", pa.string()),
-        pa.field("model_digest", pa.string()),
-        pa.field("score", pa.float64()),
-        pa.field("client", pa.string()),
-        pa.field("seq", pa.int64()),
-        pa.field("expected", pa.float64()),
-        pa.field("correct", pa.bool_()),
-    ]
-)
+SCHEMA = timeline_schema()  # declared once, in infra.types (the run-directory contract)
 COLUMNS = tuple(SCHEMA.names)
 
 # One row, in COLUMNS order.

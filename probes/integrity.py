@@ -5,10 +5,14 @@
   region's `X-Region` after the fault. The region counts as having left service only
   when it served nothing in the last `settle_seconds` of the observation (the fault's
   revert, the next fault, or the end of the timeline); otherwise `detected: false`.
+  `no-data` when leaving service cannot be seen: the region answered nothing before
+  the fault, or its jurisdiction sent no request after it (or none in the last
+  `settle_seconds`).
 - **wrong answers**: canaries whose score was not the known correct one
   (`correct == false`, answered with a 2xx) and predictions whose `X-Model-Digest`
-  is not the expected one (given, or else the majority digest of the predictions
-  before the first fault);
+  is not the expected one (given, or else the digest the platform deployed, from its
+  registry manifest via `world.json`, or else the majority answered before the first
+  fault; with none of them the check is `no-data`);
   a request that is both counts once.
 - **anti-entropy**: per-key SHA-256 digests of the feature keys of a reference store
   (the primary) compared with each replica's: missing, extra and differing keys.
@@ -38,17 +42,46 @@ SAMPLE = 20  # keys listed per kind of divergence; the counts are complete
 
 
 # ------------------------------------------------------------------ time to detect
+def _jurisdiction_of(
+    frame: pd.DataFrame, region: str, fault: Fault, region_jur: Mapping[str, str]
+) -> str | None:
+    """The corrupted region's jurisdiction: topology, the fault's details, else the
+    residency of the requests it answered (a region serves one jurisdiction only)."""
+    if region in region_jur:
+        return region_jur[region]
+    declared = fault.details.get("jurisdiction")
+    if isinstance(declared, str) and declared:
+        return declared
+    served = frame.loc[(frame["region"].astype(str) == region).to_numpy(), "residency"]
+    names = served.dropna().astype(str).unique()
+    return str(names[0]) if len(names) == 1 else None
+
+
 def detection_of(
-    frame: pd.DataFrame, fault: Fault, until: float, settle_seconds: float = 5.0
+    frame: pd.DataFrame,
+    fault: Fault,
+    until: float,
+    settle_seconds: float = 5.0,
+    region_jur: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """How long the corrupt region `fault.target` kept serving after the fault."""
+    """How long the corrupt region `fault.target` kept serving after the fault.
+
+    `no-data` unless leaving service can be seen: the region must have answered before
+    the fault, and its jurisdiction must have requests after the fault and in the last
+    `settle_seconds` of the observation (a region that serves nothing while nobody asks
+    has not been detected, it is unobserved).
+    """
     region = fault.target
     end = min(until, fault.reverted_at) if fault.reverted_at is not None else until
+    jurisdiction = _jurisdiction_of(frame, region, fault, region_jur or {})
     head = {
         "region": region,
+        "jurisdiction": jurisdiction,
         **fault.describe(),
         "observed_until": seconds(end),
         "inputs": {"settle_seconds": settle_seconds},
+        "detected": None,
+        "time_to_detect_seconds": None,
     }
     if end - fault.applied_at < settle_seconds:
         return failed(
@@ -58,11 +91,32 @@ def detection_of(
             **head,
         )
     starts = frame["t_start"].to_numpy(dtype=np.float64)
-    window = (starts >= fault.applied_at) & (starts <= end)
-    if not window.any():
-        return failed("no-data", "no request after the fault", **head)
-    served = window & (frame["region"].astype(str) == region).to_numpy()
     answered = starts + frame["latency_ms"].to_numpy(dtype=np.float64) / 1000.0
+    by_region = ((frame["region"].astype(str) == region) & frame["region"].notna()).to_numpy()
+    served_before = int((by_region & (starts < fault.applied_at)).sum())
+    if not served_before:
+        reason = (
+            f"region {region!r} answered nothing before the fault: leaving service cannot be seen"
+        )
+        return failed("no-data", reason, **head, served_before_fault=0)
+    if jurisdiction is None:
+        reason = f"jurisdiction of region {region!r} unknown (no topology, none in the fault)"
+        return failed("no-data", reason, **head, served_before_fault=served_before)
+    mine = (frame["residency"].astype(str) == jurisdiction).to_numpy()
+    window = (starts >= fault.applied_at) & (starts <= end)
+    asked = int((mine & window).sum())
+    asked_late = int((mine & window & (starts >= end - settle_seconds)).sum())
+    counts = {"served_before_fault": served_before, "requests_after_fault": asked}
+    if not asked:
+        reason = f"no {jurisdiction} request after the fault: whether {region} served is unseen"
+        return failed("no-data", reason, **head, **counts)
+    if not asked_late:
+        reason = (
+            f"no {jurisdiction} request in the last {settle_seconds:g} s of the observation: "
+            f"whether {region} still served is unseen"
+        )
+        return failed("no-data", reason, **head, **counts)
+    served = window & by_region
     n_served = int(served.sum())
     last = float(answered[served].max()) if n_served else None
     left = last is None or last < end - settle_seconds
@@ -70,6 +124,7 @@ def detection_of(
     return record(
         {
             **head,
+            **counts,
             "status": "ok",
             "reason": None,
             "detected": left,
@@ -81,6 +136,9 @@ def detection_of(
 
 
 # ------------------------------------------------------------------ wrong answers
+DIGEST_SOURCES = ("given", "deployed", "majority-before-fault", "unknown")
+
+
 def majority_digest(frame: pd.DataFrame, before: float | None) -> str | None:
     """The most common `model_digest` of answered predictions (before `before`)."""
     mask = frame["model_digest"].notna() & frame["ok"]
@@ -90,10 +148,42 @@ def majority_digest(frame: pd.DataFrame, before: float | None) -> str | None:
     return str(counts.index[0]) if len(counts) else None
 
 
+def expected_digest_of(
+    given: str | None,
+    world: Mapping[str, Any] | None,
+    frame: pd.DataFrame | None = None,
+    first_fault: float | None = None,
+) -> tuple[str | None, str]:
+    """The model digest every answer should carry, and where it comes from.
+
+    `given` (`--expected-digest`) wins; else what the platform deployed: `world.json`'s
+    `model.digest` (the registry manifest's SHA-256, written by the drill runner); else,
+    for a platform that publishes no manifest (no `model` in `world.json`), the most
+    common digest answered before the first fault. None and "unknown" otherwise (also
+    when `world.json` names a model whose digest it could not read): the digest check is
+    then `no-data`, never skipped.
+    """
+    if given:
+        return given, "given"
+    model = (world or {}).get("model")
+    digest = model.get("digest") if isinstance(model, dict) else None
+    if isinstance(digest, str) and digest:
+        return digest, "deployed"
+    if model is None and frame is not None and first_fault is not None:
+        seen = majority_digest(frame, first_fault)
+        if seen is not None:
+            return seen, "majority-before-fault"
+    return None, "unknown"
+
+
 def wrong_answers_of(
     frame: pd.DataFrame, expected_digest: str | None, since: float | None = None
 ) -> dict[str, Any]:
-    """Canary mismatches and unexpected model digests among answers started >= `since`."""
+    """Canary mismatches and unexpected model digests among answers started >= `since`.
+
+    Without an expected digest, answers that carry one cannot be checked: the entry is
+    `no-data` and `wrong_answers` counts only the canary mismatches (a lower bound).
+    """
     scope = frame if since is None else frame[frame["t_start"] >= since]
     canary = (scope["kind"] == "canary").to_numpy()
     correct = scope["correct"]
@@ -114,20 +204,25 @@ def wrong_answers_of(
     }
     if not checked.any() and not has_digest.any():
         return failed("no-data", "no canary checked and no answer carried a model digest", **head)
-    if expected_digest is None and has_digest.any() and not checked.any():
-        return failed(
-            "no-data", "no expected model digest (none given, none before the fault)", **head
+    status, reason = "ok", None
+    unexpected: int | None = int(digest_wrong.sum())
+    if expected_digest is None and has_digest.any():
+        status, unexpected = "no-data", None
+        reason = (
+            f"no expected model digest (none given, none deployed in world.json, "
+            f"no answer before the fault): "
+            f"{int(has_digest.sum())} answers' digests cannot be checked"
         )
     regions = scope.loc[wrong, "region"].astype(str).value_counts()
     starts = scope["t_start"].to_numpy(dtype=np.float64)[wrong]
     return record(
         {
             **head,
-            "status": "ok",
-            "reason": None,
+            "status": status,
+            "reason": reason,
             "wrong_answers": int(wrong.sum()),
             "canary_mismatches": int(canary_wrong.sum()),
-            "unexpected_digests": int(digest_wrong.sum()),
+            "unexpected_digests": unexpected,
             "first_wrong_at": seconds(starts.min()) if starts.size else None,
             "last_wrong_at": seconds(starts.max()) if starts.size else None,
             "by_region": {str(k): int(v) for k, v in regions.items()},
@@ -141,16 +236,19 @@ def integrity_table(
     until: float,
     expected_digest: str | None = None,
     settle_seconds: float = 5.0,
+    digest_source: str | None = None,
+    region_jur: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Wrong answers over the whole run, and time to detect every corrupt-* fault."""
-    first = faults[0].applied_at if faults else None
-    digest = expected_digest or majority_digest(frame, first)
-    source = "given" if expected_digest else "majority before the first fault"
+    """Wrong answers over the whole run, and time to detect every corrupt-* fault.
+
+    `digest_source` says where `expected_digest` came from (see `expected_digest_of`).
+    """
+    source = digest_source or ("given" if expected_digest else "unknown")
     table: list[dict[str, Any]] = []
     residencies = sorted(str(r) for r in frame["residency"].dropna().unique())
     for residency in residencies:
         part = frame[(frame["residency"] == residency).to_numpy()]
-        entry = wrong_answers_of(part, digest)
+        entry = wrong_answers_of(part, expected_digest)
         table.append(
             {"check": "wrong-answers", "residency": residency, "digest_source": source, **entry}
         )
@@ -158,7 +256,7 @@ def integrity_table(
         if not fault.fault.startswith("corrupt"):
             continue
         fault_until = until if n + 1 == len(faults) else min(until, faults[n + 1].applied_at)
-        detection = detection_of(frame, fault, fault_until, settle_seconds)
+        detection = detection_of(frame, fault, fault_until, settle_seconds, region_jur)
         table.append({"check": "time-to-detect", **detection})
     return table
 
@@ -289,7 +387,8 @@ def time_to_detect(
     answers' `X-Region` in the timeline: detection is the end of the last answer from
     that region after the fault, provided it served nothing during the last
     `settle_seconds` of the observation. `detected: false` when it kept serving;
-    `status` "no-data" without such a fault or requests after it.
+    `status` "no-data" without such a fault, when the region answered nothing before
+    the fault, or when its jurisdiction sent no request after it.
     """
     from probes.timeline import read_timeline
 
@@ -312,23 +411,28 @@ def wrong_answers(
     expected_digest: str = "",
     since: float | None = None,
     events_path: str = "",
+    world_path: str = "",
 ) -> dict[str, Any]:
     """Wrong answers served: canary mismatches and unexpected model digests.
 
     A canary is wrong when its score differs from the golden one (`correct: false`);
     a prediction is wrong when its `X-Model-Digest` is not `expected_digest` (default:
-    the majority digest before the first fault of `events_path`, or of the whole run).
-    Counts answers started at or after `since` (default: all). Must be 0.
+    the digest the platform deployed, `model.digest` of the run's `world_path`; for a
+    platform without one, the majority answered before the first fault of
+    `events_path`). With none of them, answers' digests cannot be checked: `status`
+    "no-data". Counts answers started at or after `since` (default: all). Must be 0.
     """
     from probes.timeline import read_timeline
 
     try:
         frame = read_timeline(Path(timeline_path), columns=("region", "model_digest", "correct"))
+        world = read_json(Path(world_path)) if world_path else None
         faults = read_faults(Path(events_path)) if events_path else []
     except (ConfigError, ValueError) as exc:
         return failed("error", str(exc))
-    digest = expected_digest or majority_digest(frame, faults[0].applied_at if faults else None)
-    return wrong_answers_of(frame, digest, since)
+    first = faults[0].applied_at if faults else None
+    digest, source = expected_digest_of(expected_digest or None, world, frame, first)
+    return {"digest_source": source, **wrong_answers_of(frame, digest, since)}
 
 
 def feature_divergence(

@@ -17,14 +17,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra.errors import ConfigError
-from probes.integrity import integrity_table
+from infra.errors import ConfigError, MalformedInput
+from infra.types import read_event_log
+from probes.integrity import expected_digest_of, integrity_table
+from probes.models import MEASUREMENTS_VERSION, write_measurements
 from probes.prometheus import PromClient, compare_rto, prometheus_rto_table
 from probes.residency import residency_table
-from probes.result import SCHEMA_VERSION, failed, record, seconds
+from probes.result import failed, record, seconds
 from probes.rpo import NULL_RPO, WriteStore, rpo_table, stores_from_world
 from probes.rto import ALL, NULL_RTO, RtoParams, rto_table
-from probes.rundir import Fault, read_faults, read_json, read_topology, region_jurisdictions
+from probes.rundir import (
+    Fault,
+    faults_from_records,
+    read_json,
+    read_topology,
+    region_jurisdictions,
+)
 from probes.timeline import read_timeline, span
 
 __all__ = ["measure"]
@@ -33,7 +41,6 @@ TIMELINE = "timeline.parquet"
 EVENTS = "events.jsonl"
 LOAD = "load.json"
 WORLD = "world.json"
-MEASUREMENTS = "measurements.json"
 PROMETHEUS_DIR = "prometheus"
 
 
@@ -60,27 +67,38 @@ def _sha256(path: Path) -> str:
 
 
 def _optional_json(path: Path) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-    """(content, input description) of an optional JSON file."""
+    """(content, input description) of an optional JSON file.
+
+    Absent is `no-data`; present but not a JSON object raises MalformedInput (a run
+    directory with a broken file is not measured as if the file were not there).
+    """
     if not path.exists():
         return None, {"path": path.name, "status": "no-data", "reason": "file absent"}
     try:
         return read_json(path), {"path": path.name, "status": "ok", "reason": None}
     except ValueError as exc:
-        return None, {"path": path.name, "status": "error", "reason": str(exc)}
+        raise MalformedInput(str(exc)) from exc
 
 
 def _faults(run: Path) -> tuple[list[Fault], dict[str, Any]]:
+    """The applied faults and the `events` input; raises MalformedInput on a bad record.
+
+    An absent file is `no-data` (nothing was recorded); a file that is there but cannot
+    be read is an error of the run directory, never a run measured without its faults.
+    """
     path = run / EVENTS
     if not path.exists():
         return [], {"path": EVENTS, "status": "no-data", "reason": "file absent", "faults": 0}
     try:
-        faults = read_faults(path)
-    except (OSError, ValueError) as exc:
-        return [], {"path": EVENTS, "status": "error", "reason": str(exc), "faults": 0}
+        log = read_event_log(path)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    faults = faults_from_records(list(log.records))
+    head = {"path": EVENTS, "records": len(log.records), "warnings": list(log.warnings)}
     if not faults:
         reason = "no applied fault in the file"
-        return [], {"path": EVENTS, "status": "no-data", "reason": reason, "faults": 0}
-    return faults, {"path": EVENTS, "status": "ok", "reason": None, "faults": len(faults)}
+        return [], {**head, "status": "no-data", "reason": reason, "faults": 0}
+    return faults, {**head, "status": "ok", "reason": None, "faults": len(faults)}
 
 
 def _topology(
@@ -112,7 +130,9 @@ def measure_run(
 
     `write_stores` (jurisdiction → store) overrides the Sentinel-backed stores built
     from `world.json`. Raises ConfigError when the run directory or its timeline is
-    missing or unreadable; every other missing input is a `no-data`/`error` entry.
+    missing or unreadable, or when `events.jsonl` or the timeline is malformed
+    (MalformedInput, naming file, line or column, and field); every other missing input
+    is a `no-data`/`error` entry.
     """
     options = options or Options()
     run = Path(run_dir)
@@ -178,7 +198,7 @@ def measure_run(
             store_note = "sentinels of world.json"
         except ValueError as exc:
             store_note = f"world.json: {exc}"
-    rpo = rpo_table(frame, faults, stores, region_jur, prom)
+    rpo = rpo_table(frame, faults, stores, region_jur, prom, residencies)
     if not rpo:
         rpo = [
             _placeholder(
@@ -192,8 +212,10 @@ def measure_run(
         ]
 
     # -- integrity and residency
+    first_fault = faults[0].applied_at if faults else None
+    digest, digest_source = expected_digest_of(options.expected_digest, world, frame, first_fault)
     integrity = integrity_table(
-        frame, faults, until, options.expected_digest, options.settle_seconds
+        frame, faults, until, digest, options.settle_seconds, digest_source, region_jur
     )
     if region_jur:
         residency = residency_table(frame, region_jur)
@@ -212,7 +234,7 @@ def measure_run(
         _save_queries(run, prom)
         prom.close()
     doc = {
-        "version": SCHEMA_VERSION,
+        "version": MEASUREMENTS_VERSION,
         "run_dir": str(run),
         "measured_at": seconds(time.time(), 3),
         "inputs": {
@@ -261,15 +283,6 @@ def _save_queries(run: Path, prom: PromClient) -> None:
     folder.mkdir(exist_ok=True)
     body = {"url": prom.url, "queries": prom.log}
     (folder / "measure.json").write_text(json.dumps(body, indent=1) + "\n", encoding="utf-8")
-
-
-def write_measurements(run_dir: Path, doc: dict[str, Any]) -> Path:
-    """Write `doc` to `RUN_DIR/measurements.json` (atomically: a temp file, then rename)."""
-    path = Path(run_dir) / MEASUREMENTS
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    tmp.replace(path)
-    return path
 
 
 def measure(

@@ -331,18 +331,17 @@ def compare_rto(
         "client_rto_seconds": None,
     }
     if client is None or client.get("status") != "ok" or prom.get("status") != "ok":
-        return {**out, "instrumentation_mismatch": None, "mismatch": None}
+        return {**out, "instrumentation_mismatch": None}
     out["client_rto_seconds"] = client.get("rto_seconds")
     a, b = prom.get("rto_seconds"), client.get("rto_seconds")
     if a is None or b is None:
         flag = (a is None) != (b is None)
-        return {**out, "instrumentation_mismatch": flag, "mismatch": flag}
+        return {**out, "instrumentation_mismatch": flag}
     flag = abs(float(a) - float(b)) > base + lag
     return {
         **out,
         "difference_seconds": seconds(float(a) - float(b)),
         "instrumentation_mismatch": flag,
-        "mismatch": flag,  # the same flag, under the name scorecards read
     }
 
 

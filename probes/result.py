@@ -15,9 +15,6 @@ import numpy as np
 Status = Literal["ok", "no-data", "error"]
 STATUSES: tuple[Status, ...] = ("ok", "no-data", "error")
 
-#: Version of the `measurements.json` document (bump on an incompatible change).
-SCHEMA_VERSION = 1
-
 
 def seconds(value: Any, digits: int = 6) -> float | None:
     """A time or duration as a float rounded to `digits` decimals; None for None/NaN."""

@@ -30,6 +30,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from infra.errors import ConfigError
+from infra.types import WRITE_KEY_PREFIX, write_key
 from probes.prometheus import PromClient, lag_estimate
 from probes.result import failed, record, seconds
 from probes.rundir import Fault, read_faults, read_json, read_topology, region_jurisdictions
@@ -37,7 +38,6 @@ from probes.timeline import read_timeline
 
 __all__ = ["lost_writes"]
 
-EVENT_PREFIX = "ev:"
 REDIS_PORT = 6379
 SENTINEL_PORT = 26379
 #: The figures every RPO entry carries; null when the status is not "ok".
@@ -48,6 +48,9 @@ NULL_RPO: dict[str, Any] = {
     "ambiguous": None,
 }
 LOST_LISTED = 1000  # lost writes listed one by one (for charts); the counts are complete
+UNKNOWN_RESIDENCY = "unknown"
+HOLES_LOOKED_UP = 100_000  # sequence holes looked up per residency; more is an error
+SAMPLE_KEYS = 20  # keys quoted per kind of hole; the counts are complete
 
 
 class StoreUnavailable(Exception):
@@ -204,11 +207,34 @@ def stores_from_world(
     return {j: SentinelWriteStore(sentinels, j, pw, timeout) for j in jurisdictions}
 
 
+def _attributed_residency(writes: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """Each write's residency, a null one taken from its client's other writes.
+
+    A writer keeps one residency for its life (loadgen's WriterUser), so a row whose
+    residency was lost still belongs to the jurisdiction its client's other rows name.
+    When they name none, or several, it is `UNKNOWN_RESIDENCY`: kept, never dropped.
+    Returns (residency, attributed-from-client flag).
+    """
+    residency = writes["residency"].astype("object").where(writes["residency"].notna())
+    named = pd.DataFrame({"client": writes["client"].astype("object"), "res": residency})
+    named = named[named["client"].notna() & named["res"].notna()]
+    kinds = named.drop_duplicates().groupby("client")["res"]
+    single = {c: r.iloc[0] for c, r in kinds if len(r) == 1}
+    missing = residency.isna()
+    guessed = writes["client"].astype("object").map(single)
+    filled = residency.where(~missing, guessed)
+    attributed = missing & filled.notna()
+    return filled.fillna(UNKNOWN_RESIDENCY).astype(str), attributed
+
+
 def ledger(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per written key: `key`, `residency`, `acked`, `t_ack`, `ambiguous_candidate`.
+    """One row per written key (`key`, `client`, `seq`, `residency`, `acked`, `t_ack`,
+    `t_start`, `ack_time_known`, `ambiguous_candidate`, `residency_from_client`).
 
     `t_ack` is the earliest acknowledgement of the key (null when never acknowledged);
-    an ambiguous candidate was never acknowledged and failed with a connection error
+    an acknowledged row without a latency has no known `t_ack`: its `t_start` (the
+    earliest it can have been acknowledged) stands in and `ack_time_known` is False.
+    An ambiguous candidate was never acknowledged and failed with a connection error
     (status 0) or a 5xx. Writes lacking `client` or `seq` get key null.
     """
     writes = frame.loc[
@@ -217,71 +243,156 @@ def ledger(frame: pd.DataFrame) -> pd.DataFrame:
     ]
     keyed = writes["client"].notna() & writes["seq"].notna()
     keys = pd.Series(pd.NA, index=writes.index, dtype="object")
+    seq = pd.Series(pd.NA, index=writes.index, dtype="Int64")
     if keyed.any():
-        seq = writes.loc[keyed, "seq"].astype("int64").astype(str)
-        keys.loc[keyed] = EVENT_PREFIX + writes.loc[keyed, "client"].astype(str) + ":" + seq
-    t_ack = writes["t_start"] + writes["latency_ms"] / 1000.0
+        seq.loc[keyed] = writes.loc[keyed, "seq"].astype("int64")
+        text = seq.loc[keyed].astype("int64").astype(str)
+        keys.loc[keyed] = WRITE_KEY_PREFIX + writes.loc[keyed, "client"].astype(str) + ":" + text
+    ok = writes["ok"].astype(bool)
+    known = writes["latency_ms"].notna()
+    t_ack = (writes["t_start"] + writes["latency_ms"].fillna(0.0) / 1000.0).where(ok)
     status = writes["status"].fillna(0).astype("int64")
+    residency, from_client = _attributed_residency(writes)
     out = pd.DataFrame(
         {
             "key": keys,
-            "residency": writes["residency"].astype(str),
-            "acked": writes["ok"].astype(bool),
-            "t_ack": t_ack.where(writes["ok"]),
-            "failed_5xx_or_conn": (~writes["ok"]) & ((status == 0) | (status >= 500)),
+            "client": writes["client"].astype("object"),
+            "seq": seq,
+            "residency": residency,
+            "acked": ok,
+            "t_ack": t_ack,
+            "t_start": writes["t_start"].where(ok),
+            "ack_time_known": known | ~ok,
+            "failed": (~ok) & ((status == 0) | (status >= 500)),
+            "residency_from_client": from_client,
         }
     )
-    grouped = out[out["key"].notna()].groupby(["residency", "key"], sort=False)
-    keyed_rows = grouped.agg(
-        acked=("acked", "any"), t_ack=("t_ack", "min"), failed=("failed_5xx_or_conn", "any")
+    keyed_rows = out[out["key"].notna()]
+    # The earliest acknowledgement wins; sort so that `first` picks its row.
+    keyed_rows = keyed_rows.sort_values("t_ack", kind="stable", na_position="last")
+    grouped = keyed_rows.groupby(["residency", "key"], sort=False)
+    book = grouped.agg(
+        client=("client", "first"),
+        seq=("seq", "first"),
+        acked=("acked", "any"),
+        t_ack=("t_ack", "first"),
+        t_start=("t_start", "first"),
+        ack_time_known=("ack_time_known", "first"),
+        failed=("failed", "any"),
+        residency_from_client=("residency_from_client", "any"),
     ).reset_index()
-    keyed_rows["ambiguous_candidate"] = ~keyed_rows["acked"] & keyed_rows["failed"]
-    unkeyed = out[out["key"].isna()]
-    extra = pd.DataFrame(
-        {
-            "residency": unkeyed["residency"],
-            "key": unkeyed["key"],
-            "acked": unkeyed["acked"],
-            "t_ack": unkeyed["t_ack"],
-            "failed": unkeyed["failed_5xx_or_conn"],
-            "ambiguous_candidate": False,
-        }
-    )
-    parts = [p for p in (keyed_rows, extra) if not p.empty]
+    book["ambiguous_candidate"] = ~book["acked"] & book["failed"]
+    unkeyed = out[out["key"].isna()].assign(ambiguous_candidate=False)
+    parts = [p for p in (book, unkeyed) if not p.empty]
     if not parts:
-        return keyed_rows.drop(columns="failed")
+        return book.drop(columns="failed")
     return pd.concat(parts, ignore_index=True).drop(columns="failed")
 
 
-def rpo_of(rows: pd.DataFrame, present: set[str], fault_at: float | None) -> dict[str, Any]:
-    """Lost, lost-after-fault and ambiguous writes and the RPO of one ledger slice."""
+def sequence_holes(rows: pd.DataFrame, limit: int = HOLES_LOOKED_UP) -> list[str]:
+    """Keys of the sequence numbers missing inside each client's recorded range.
+
+    A writer numbers its writes 1, 2, 3 … and never reuses one, so a number between a
+    client's first and last recorded one that has no row is a write whose row was lost
+    (a recorder batch lost in a crash). Holes before the first or after the last
+    recorded number cannot be told from a client that started late or stopped.
+    Raises ValueError when there are more than `limit` (a broken `seq`, not a hole).
+    """
+    keyed = rows[rows["key"].notna()]
+    holes: list[str] = []
+    for client, seqs in keyed.groupby("client", sort=True)["seq"]:
+        have = np.unique(seqs.to_numpy(dtype=np.int64))
+        if have.size < 2:
+            continue
+        missing = int(have[-1] - have[0] + 1) - have.size
+        if len(holes) + missing > limit:
+            raise ValueError(
+                f"client {client!r}: {missing} sequence numbers missing between "
+                f"{have[0]} and {have[-1]}: more than {limit} to look up"
+            )
+        if missing:
+            full = np.arange(have[0], have[-1] + 1, dtype=np.int64)
+            gone = np.setdiff1d(full, have, assume_unique=True)
+            holes.extend(write_key(str(client), n) for n in gone.tolist())
+    return holes
+
+
+def rpo_of(
+    rows: pd.DataFrame, present: set[str], fault_at: float | None, holes: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Lost, lost-after-fault and ambiguous writes and the RPO of one ledger slice.
+
+    `holes` are keys missing from the timeline (see `sequence_holes`); the ones the
+    store does not hold either are `unaccounted`: they may be acknowledged writes that
+    were lost, so the entry is `no-data` (its figures kept as evidence: they are those
+    of the recorded ledger, and a loss they prove stays proven).
+    """
     acked = rows[rows["acked"]]
     keys = acked["key"].to_numpy(dtype=object)
     t_ack = acked["t_ack"].to_numpy(dtype=np.float64)
+    t_start = acked["t_start"].to_numpy(dtype=np.float64)
+    known = acked["ack_time_known"].to_numpy(dtype=bool)
     here = np.fromiter((k in present for k in keys), dtype=bool, count=keys.size)
     lost_t = t_ack[~here]
     lost_keys = keys[~here]
+    lost_known = known[~here]
     cand = rows.loc[rows["ambiguous_candidate"], "key"].to_numpy(dtype=object)
     ambiguous = sum(1 for k in cand if k in present)
+    unaccounted = [k for k in holes if k not in present]
+    fields: dict[str, Any] = {"lost_after_fault_reason": None}
     rpo: float | None = 0.0
     after: int | None = None
+    acked_after: int | None = None
+    undetermined = 0
     if fault_at is not None:
-        after = int(np.sum(lost_t > fault_at))
+        # t_ack >= t_start: a write started at or after the fault was acknowledged after
+        # it, even when its latency (so its t_ack) is unknown.
+        proven_after = np.where(known, t_ack > fault_at, t_start >= fault_at)
+        acked_after = int(proven_after.sum())
+        after = int(proven_after[~here].sum())
+        undetermined = int(np.sum(~lost_known & ~proven_after[~here]))
+        if acked_after == 0:
+            after = None
+            fields["lost_after_fault_reason"] = (
+                "no write acknowledged after the fault: nothing to lose after it"
+            )
+        elif after == 0 and undetermined:
+            after = None
+            fields["lost_after_fault_reason"] = (
+                f"{undetermined} lost writes started before the fault have no latency: "
+                "whether they were acknowledged after it is unknown"
+            )
     if lost_t.size:
         latest = float(lost_t.max()) if fault_at is None else max(fault_at, float(lost_t.max()))
         rpo = latest - float(lost_t.min())
     order = np.argsort(lost_t, kind="stable")[:LOST_LISTED]
+    status, reason = "ok", None
+    if unaccounted:
+        status = "no-data"
+        shown = ", ".join(unaccounted[:3]) + (", …" if len(unaccounted) > 3 else "")
+        reason = (
+            f"{len(unaccounted)} sequence numbers are missing from both the timeline and "
+            f"the store ({shown}): the ledger has a hole, lost writes may be uncounted"
+        )
     return record(
         {
-            "status": "ok",
-            "reason": None,
+            "status": status,
+            "reason": reason,
             "rpo_seconds": seconds(rpo),
             "acknowledged": int(keys.size),
+            "acknowledged_after_fault": acked_after,
             "present": int(here.sum()),
             "lost": int(lost_t.size),
             "lost_after_fault": after,
+            **fields,
+            "lost_ack_time_unknown": int(np.sum(~lost_known)),
             "ambiguous": int(ambiguous),
             "failed_writes_checked": int(cand.size),
+            "sequence_holes": len(holes),
+            "unrecorded_present": len(holes) - len(unaccounted),
+            "unaccounted": len(unaccounted),
+            "unaccounted_keys": unaccounted[:SAMPLE_KEYS],
+            "residency_from_client": int(rows["residency_from_client"].sum()),
             "first_lost_ack_at": seconds(lost_t.min()) if lost_t.size else None,
             "last_lost_ack_at": seconds(lost_t.max()) if lost_t.size else None,
             "lost_writes": [{"key": str(lost_keys[i]), "t_ack": seconds(lost_t[i])} for i in order],
@@ -304,55 +415,69 @@ def rpo_table(
     stores: Mapping[str, WriteStore] | None,
     region_jur: dict[str, str] | None = None,
     prometheus: PromClient | None = None,
+    residencies: Iterable[str] = (),
 ) -> list[dict[str, Any]]:
-    """RPO per residency of the writes. No store for a residency → "no-data"."""
+    """RPO per residency of the writes and of `residencies` (those with traffic). No
+    store for a residency → "no-data"; no acknowledged write of it → "no-data".
+
+    Writes whose residency is unknown (null, and their client names none) form an
+    `unknown` entry with status "error": they are counted, never dropped.
+    """
     book = ledger(frame)
     table: list[dict[str, Any]] = []
-    for residency in sorted(book["residency"].unique()):
+    for residency in sorted({*book["residency"].unique(), *residencies}):
         rows = book[book["residency"] == residency]
         fault = fault_for(residency, faults, region_jur or {})
-        head: dict[str, Any] = {"residency": residency, **NULL_RPO}
-        head.update(fault.describe() if fault else {"fault_id": None, "fault_at": None})
-        n_acked = int(rows["acked"].sum())
-        counts = {"acknowledged": n_acked, "writes": len(rows)}
-        unkeyed = int((rows["key"].isna() & rows["acked"]).sum())
-        if unkeyed:
-            table.append(
-                {
-                    **head,
-                    **failed(
-                        "error",
-                        f"{unkeyed} acknowledged writes lack client or seq: "
-                        "they cannot be read back",
-                        **counts,
-                    ),
-                }
-            )
-            continue
-        if fault is None:
-            table.append(
-                {**head, **failed("no-data", "no fault recorded (events.jsonl)", **counts)}
-            )
-            continue
-        store = (stores or {}).get(residency)
-        if store is None:
-            table.append(
-                {**head, **failed("no-data", "no store to read the writes back from", **counts)}
-            )
-            continue
-        wanted = rows["key"].dropna().astype(str).tolist()
-        try:
-            present = store.present(wanted)
-        except StoreUnavailable as exc:
-            table.append({**head, **failed("error", str(exc), **counts), "store": store.describe()})
-            continue
-        entry = {**head, **rpo_of(rows, present, fault.applied_at), "store": store.describe()}
-        if prometheus is not None:
-            entry["replication_lag_estimate"] = lag_estimate(
-                prometheus, fault.applied_at, residency
-            )
-        table.append(entry)
+        table.append(_rpo_entry(residency, rows, fault, stores, prometheus))
     return table
+
+
+def _rpo_entry(
+    residency: str,
+    rows: pd.DataFrame,
+    fault: Fault | None,
+    stores: Mapping[str, WriteStore] | None,
+    prometheus: PromClient | None,
+) -> dict[str, Any]:
+    head: dict[str, Any] = {"residency": residency, **NULL_RPO}
+    head.update(fault.describe() if fault else {"fault_id": None, "fault_at": None})
+    n_acked = int(rows["acked"].sum())
+    counts = {"acknowledged": n_acked, "writes": len(rows)}
+    unkeyed = int((rows["key"].isna() & rows["acked"]).sum())
+    if residency == UNKNOWN_RESIDENCY:
+        reason = (
+            f"{len(rows)} writes ({n_acked} acknowledged) have no residency and their "
+            "client's other writes name none (or several): their store is unknown"
+        )
+        return {**head, **failed("error", reason, **counts)}
+    if unkeyed:
+        reason = f"{unkeyed} acknowledged writes lack client or seq: they cannot be read back"
+        return {**head, **failed("error", reason, **counts)}
+    if fault is None:
+        return {**head, **failed("no-data", "no fault recorded (events.jsonl)", **counts)}
+    if n_acked == 0:
+        reason = "no acknowledged write of this residency: nothing to check"
+        return {**head, **failed("no-data", reason, **counts)}
+    store = (stores or {}).get(residency)
+    if store is None:
+        return {**head, **failed("no-data", "no store to read the writes back from", **counts)}
+    try:
+        holes = sequence_holes(rows)
+    except ValueError as exc:
+        return {**head, **failed("error", f"timeline column 'seq': {exc}", **counts)}
+    wanted = rows["key"].dropna().astype(str).tolist() + holes
+    try:
+        present = store.present(wanted)
+    except StoreUnavailable as exc:
+        return {**head, **failed("error", str(exc), **counts), "store": store.describe()}
+    entry = {
+        **head,
+        **rpo_of(rows, present, fault.applied_at, holes),
+        "writes": len(rows),
+        "store": store.describe(),
+    }
+    entry["replication_lag_estimate"] = lag_estimate(prometheus, fault.applied_at, residency)
+    return entry
 
 
 def lost_writes(

@@ -91,9 +91,9 @@ def read_json(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise ValueError(f"{path}: cannot read: {exc.strerror}") from exc
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON: {exc}") from exc
+        raise ValueError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from exc
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object")
+        raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
     return data
 
 

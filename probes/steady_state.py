@@ -19,6 +19,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from infra.types import read_event_log
+
 __all__ = ["measured", "router_success_ratio"]
 
 NOT_MEASURED = -1.0
@@ -73,10 +75,7 @@ def _faults_applied(run_dir: Path) -> bool:
     path = run_dir / "events.jsonl"
     if not path.exists():
         return False
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip() and json.loads(line).get("type") == "fault":
-            return True
-    return False
+    return any(r.type == "fault" for r in read_event_log(path).records)
 
 
 def _worst(entries: list[dict[str, Any]], field: str, *, kind: str | None = None) -> float:

@@ -16,11 +16,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from infra.errors import ConfigError
+from infra.errors import ConfigError, MalformedInput
+from infra.types import TIMELINE_REQUIRED, timeline_type_problem
 
 __all__: list[str] = []
 
-REQUIRED = ("t_start", "latency_ms", "kind", "ok", "status", "residency")
+REQUIRED = TIMELINE_REQUIRED
 OPTIONAL = (
     "error",
     "region",
@@ -45,9 +46,14 @@ def read_timeline(path: Path, columns: tuple[str, ...] | None = None) -> pd.Data
     if not path.is_file():
         raise ConfigError(f"{path}: timeline not found")
     try:
-        names = set(pq.read_schema(path).names)
+        schema = pq.read_schema(path)
     except (OSError, pa.ArrowException) as exc:
         raise ConfigError(f"{path}: cannot read the timeline as Parquet: {exc}") from exc
+    names = set(schema.names)
+    for fld in schema:
+        problem = timeline_type_problem(fld.name, fld.type)
+        if problem:
+            raise MalformedInput(f"{path}: {problem}")
     missing = [c for c in REQUIRED if c not in names]
     if missing:
         raise ConfigError(f"{path}: timeline lacks column {missing[0]!r}")
@@ -73,6 +79,11 @@ def normalise(
             raise ConfigError(
                 f"{source}: column {column!r} must be numeric (got {frame[column].dtype})"
             )
+    for column in ("ok", "correct"):
+        if column in frame.columns and not _boolean(frame[column]):
+            raise MalformedInput(
+                f"{source}: column {column!r} must be boolean (got {frame[column].dtype})"
+            )
     out = frame.copy()
     for column in columns:
         if column not in out.columns:
@@ -84,6 +95,16 @@ def normalise(
         raise ConfigError(f"{source}: column 't_start' has null values")
     out = out.sort_values("t_start", kind="stable").reset_index(drop=True)
     return out
+
+
+def _boolean(column: pd.Series) -> bool:
+    """Booleans, possibly with nulls: a bool dtype, or objects that are all bool or null."""
+    if pd.api.types.is_bool_dtype(column):
+        return True
+    if isinstance(column.dtype, pd.CategoricalDtype) or column.dtype != object:
+        return False
+    values = column.dropna()
+    return bool(values.map(lambda v: isinstance(v, bool | np.bool_)).all())
 
 
 def span(frame: pd.DataFrame) -> tuple[float, float] | None:

@@ -166,7 +166,7 @@ def jurisdiction_of(entry: dict[str, Any]) -> str | None:
 
 def mismatched(entry: dict[str, Any]) -> bool:
     """Whether a Prometheus-side RTO entry flags an instrumentation mismatch."""
-    return entry.get("mismatch") is True or entry.get("instrumentation_mismatch") is True
+    return entry.get("instrumentation_mismatch") is True
 
 
 def _status_problem(entry: dict[str, Any]) -> str | None:
@@ -401,8 +401,19 @@ def _budget_obs(run: RunData, group: list[dict[str, Any]], blocked: str | None) 
     return Observation(run.name, ratio, None, "", ev)
 
 
-def _collect_rpo(run: RunData, c: _Collector) -> None:
-    entries = run.entries("rpo")
+RPO_EVIDENCE = {
+    "rpo_seconds",
+    "acknowledged",
+    "acknowledged_after_fault",
+    "lost",
+    "lost_after_fault",
+    "ambiguous",
+    "unaccounted",
+}
+
+
+def _collect_rpo(run: RunData, experiment: str, gates: Gates, c: _Collector) -> None:
+    entries = run.rpo
     if not entries:
         for gate in ("rpo_seconds", "lost_after_fault"):
             c.add(
@@ -413,44 +424,39 @@ def _collect_rpo(run: RunData, c: _Collector) -> None:
         return
     blocked = _timing_block(run)
     for entry in entries:
-        jurisdiction = jurisdiction_of(entry)
-        key = (jurisdiction, None)
-        problem = _status_problem(entry)
-        evidence: dict[str, Any] = {
-            k: entry.get(k)
-            for k in ("rpo_seconds", "acknowledged", "lost", "lost_after_fault", "ambiguous")
-            if k in entry
-        }
-        rpo = _num(entry.get("rpo_seconds"))
+        key = (entry.residency, None)
+        problem = None
+        if entry.status != "ok":
+            problem = f"status {entry.status!r}" + (f": {entry.reason}" if entry.reason else "")
+        evidence = entry.model_dump(mode="json", include=RPO_EVIDENCE, exclude_unset=True)
+        rpo = entry.rpo_seconds
         if problem:
             obs = Observation(run.name, rpo, Verdict.INCONCLUSIVE, problem, evidence)
         elif blocked:
             obs = Observation(run.name, rpo, Verdict.INCONCLUSIVE, blocked, evidence)
         elif rpo is None:
-            obs = Observation(
-                run.name,
-                None,
-                Verdict.INCONCLUSIVE,
-                f"rpo_seconds is {entry.get('rpo_seconds')!r}, not a number",
-                evidence,
-            )
+            obs = Observation(run.name, None, Verdict.INCONCLUSIVE, "rpo_seconds is null", evidence)
         else:
             obs = Observation(run.name, rpo, None, "", evidence)
         c.add("rpo_seconds", key, obs)
 
-        lost = _num(entry.get("lost_after_fault"))
-        if problem:
+        lost = entry.lost_after_fault
+        spec = gates.resolve(experiment, entry.residency).spec("lost_after_fault")
+        if problem and lost is not None and not spec.passes(lost):
+            # Writes proven lost after the fault stay lost whatever else is missing.
+            reason = f"{fmt(lost, 'writes')} lost after the fault ({problem})"
+            obs = Observation(run.name, lost, Verdict.FAIL, reason, evidence)
+        elif problem:
             obs = Observation(run.name, lost, Verdict.INCONCLUSIVE, problem, evidence)
         elif lost is None:
-            obs = Observation(
-                run.name, None, Verdict.INCONCLUSIVE, "no lost_after_fault count", evidence
-            )
+            why = entry.lost_after_fault_reason or "no lost_after_fault count"
+            obs = Observation(run.name, None, Verdict.INCONCLUSIVE, why, evidence)
         else:
-            obs = Observation(run.name, lost, None, "", evidence)
+            obs = Observation(run.name, float(lost), None, "", evidence)
         c.add("lost_after_fault", key, obs)
 
 
-def _collect_counts(run: RunData, c: _Collector) -> None:
+def _collect_counts(run: RunData, experiment: str, gates: Gates, c: _Collector) -> None:
     # Residency violations: one instance per jurisdiction when entries name one.
     entries = run.entries("residency")
     if not entries:
@@ -466,7 +472,7 @@ def _collect_counts(run: RunData, c: _Collector) -> None:
         c.add(
             "residency_violations",
             (j, None),
-            _count_obs(run, group, "violations", ("violations", "requests")),
+            _count_obs(run, group, "violations", ("violations", "answered")),
         )
 
     # Wrong answers: summed over the integrity entries of a jurisdiction.
@@ -479,15 +485,8 @@ def _collect_counts(run: RunData, c: _Collector) -> None:
                 Observation(run.name, None, Verdict.INCONCLUSIVE, _missing(run, "integrity")),
             )
         return
-    # Probes split integrity into `check: wrong-answers` and `check: time-to-detect`
-    # entries; an entry without a check carries both figures.
-    wrong = [e for e in entries if e.get("check") in (None, "wrong-answers")]
-    detect = [
-        e
-        for e in entries
-        if e.get("check") == "time-to-detect"
-        or (e.get("check") is None and "time_to_detect_seconds" in e)
-    ]
+    wrong = [e for e in entries if e["check"] == "wrong-answers"]
+    detect = [e for e in run.integrity if e.check == "time-to-detect"]
     grouped = {}
     for entry in wrong:
         grouped.setdefault(_integrity_jurisdiction(run, entry), []).append(entry)
@@ -509,16 +508,24 @@ def _collect_counts(run: RunData, c: _Collector) -> None:
         c.add(
             "wrong_answers",
             (j, None),
-            _count_obs(run, group, "wrong_answers", ("wrong_answers", "region")),
+            _count_obs(
+                run,
+                group,
+                "wrong_answers",
+                ("wrong_answers", "region", "digest_source"),
+                gates.resolve(experiment, j).spec("wrong_answers"),
+                GATE_INFO["wrong_answers"][1],
+            ),
         )
 
     blocked = _timing_block(run)
-    for entry in detect:
-        j = _integrity_jurisdiction(run, entry)
-        region = entry.get("region") if isinstance(entry.get("region"), str) else None
-        ttd = _num(entry.get("time_to_detect_seconds"))
-        evidence = {"time_to_detect_seconds": entry.get("time_to_detect_seconds"), "region": region}
-        problem = _status_problem(entry)
+    for found in detect:
+        j = found.jurisdiction or run.jurisdiction_of(found.region)
+        region, ttd = found.region, found.time_to_detect_seconds
+        evidence = {"time_to_detect_seconds": ttd, "region": region}
+        problem = None
+        if found.status != "ok":
+            problem = f"status {found.status!r}" + (f": {found.reason}" if found.reason else "")
         if problem:
             obs = Observation(run.name, ttd, Verdict.INCONCLUSIVE, problem, evidence)
         elif blocked:
@@ -541,11 +548,22 @@ def _integrity_jurisdiction(run: RunData, entry: dict[str, Any]) -> str | None:
 
 
 def _count_obs(
-    run: RunData, group: list[dict[str, Any]], field_name: str, keep: tuple[str, ...]
+    run: RunData,
+    group: list[dict[str, Any]],
+    field_name: str,
+    keep: tuple[str, ...],
+    spec: GateSpec | None = None,
+    unit: str = "",
 ) -> Observation:
+    """The sum of `field_name` over `group`; INCONCLUSIVE when an entry is not `ok`,
+    unless the counts it still carries (a lower bound) already break `spec`: FAIL."""
     evidence = {"entries": [{k: e.get(k) for k in keep if k in e} for e in group]}
     problems = [p for p in (_status_problem(e) for e in group) if p]
     if problems:
+        floor = sum(v for v in (_num(e.get(field_name)) for e in group) if v is not None)
+        if spec is not None and not spec.passes(floor):
+            reason = f"at least {fmt(floor, unit)} ({problems[0]})"
+            return Observation(run.name, floor, Verdict.FAIL, reason, evidence)
         return Observation(run.name, None, Verdict.INCONCLUSIVE, problems[0], evidence)
     values = [_num(e.get(field_name)) for e in group]
     if None in values:
@@ -605,7 +623,7 @@ def _check(run: RunData, key: str) -> Observation:
     why = [str(p) for p in run.problems if p.file == "events.jsonl"]
     if why:
         return Observation(run.name, float(len(run.faults)), Verdict.INCONCLUSIVE, "; ".join(why))
-    names = ", ".join(sorted({f"{f.get('fault')} {f.get('target')}" for f in run.faults}))
+    names = ", ".join(sorted({f"{f.fault} {f.target}" for f in run.faults}))
     return Observation(run.name, float(len(run.faults)), Verdict.PASS, names)
 
 
@@ -705,8 +723,8 @@ def evaluate(
     collector = _Collector()
     for run in runs:
         _collect_rto(run, name, gates, collector)
-        _collect_rpo(run, collector)
-        _collect_counts(run, collector)
+        _collect_rpo(run, name, gates, collector)
+        _collect_counts(run, name, gates, collector)
 
     results: list[GateResult] = []
     disabled: set[str] = set()

@@ -14,7 +14,7 @@ from html import escape
 from pathlib import Path
 
 from scorecards.evaluate import GateResult, Scorecard, Verdict, fmt, fmt_limit
-from scorecards.render import RPO_HEAD, RTO_HEAD, blocking, headline, iso, key_figures
+from scorecards.render import RPO_CAPTION, RPO_HEAD, RTO_HEAD, blocking, headline, iso, key_figures
 
 COLOR = {Verdict.PASS: "#1b7f3b", Verdict.FAIL: "#b42318", Verdict.INCONCLUSIVE: "#b54708"}
 BACKGROUND = {Verdict.PASS: "#e8f5ec", Verdict.FAIL: "#fdecea", Verdict.INCONCLUSIVE: "#fff4e5"}
@@ -167,10 +167,7 @@ def to_html(card: Scorecard, chart_files: Sequence[tuple[Path, str]], files: Seq
     fig_html = "<section><h2>Key figures</h2>"
     for run in card.runs:
         faults = (
-            ", ".join(
-                f"{f.get('fault')} {f.get('target')} at {iso(_epoch(f.get('applied_at')))}"
-                for f in run.faults
-            )
+            ", ".join(f"{f.fault} {f.target} at {iso(f.applied_at)}" for f in run.faults)
             or "none recorded"
         )
         load = "unknown" if run.saturated is None else ("SATURATED" if run.saturated else "ok")
@@ -183,7 +180,7 @@ def to_html(card: Scorecard, chart_files: Sequence[tuple[Path, str]], files: Seq
         fig_html += "<p>RTO, client side (± the largest request gap around recovery)</p>"
         fig_html += table(RTO_HEAD, figures["rto"])
     if figures["rpo"]:
-        fig_html += "<p>RPO from the ledger of acknowledged writes</p>"
+        fig_html += f"<p>{escape(RPO_CAPTION)}</p>"
         fig_html += table(RPO_HEAD, figures["rpo"])
     fig_html += "</section>"
     charts = ""

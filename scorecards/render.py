@@ -94,7 +94,7 @@ def to_dict(card: Scorecard) -> dict[str, Any]:
                 "saturated": run.saturated,
                 "cpu_max_percent": run.cpu_max_percent,
                 "faults": [
-                    {k: f.get(k) for k in ("fault", "target", "applied_at") if k in f}
+                    {"fault": f.fault, "target": f.target, "applied_at": f.applied_at}
                     for f in run.faults
                 ],
                 "problems": [str(p) for p in run.problems],
@@ -150,8 +150,9 @@ def key_figures(card: Scorecard) -> dict[str, list[list[str]]]:
                     fmt(_f(e.get("rpo_seconds")), "s"),
                     _int(e.get("acknowledged")),
                     _int(e.get("lost")),
-                    _int(e.get("lost_after_fault")),
+                    _lost_after(e),
                     _int(e.get("ambiguous")),
+                    _lag(e.get("replication_lag_estimate")),
                 ]
             )
     return {"rto": rto_rows, "rpo": rpo_rows}
@@ -159,6 +160,22 @@ def key_figures(card: Scorecard) -> dict[str, list[list[str]]]:
 
 def _f(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _lost_after(entry: dict[str, Any]) -> str:
+    """Writes lost after the fault, or why the count is open (never a vacuous 0)."""
+    if entry.get("lost_after_fault") is None and entry.get("acknowledged_after_fault") == 0:
+        return "n/a (none acknowledged after)"
+    return _int(entry.get("lost_after_fault"))
+
+
+def _lag(estimate: Any) -> str:
+    """The replication lag at the fault (Prometheus), or why there is none."""
+    if not isinstance(estimate, dict):
+        return "n/a"
+    if estimate.get("status") != "ok":
+        return f"n/a ({estimate.get('status')})"
+    return fmt(_f(estimate.get("lag_seconds")), "s")
 
 
 def _int(value: Any) -> str:
@@ -176,6 +193,10 @@ RTO_HEAD = [
     "brownout",
     "p99 during fault",
 ]
+RPO_CAPTION = (
+    "RPO from the ledger of acknowledged writes, beside the replication lag Prometheus "
+    "saw at the fault (what an asynchronous failover is expected to lose)"
+)
 RPO_HEAD = [
     "run",
     "jurisdiction",
@@ -185,6 +206,7 @@ RPO_HEAD = [
     "lost",
     "lost after fault",
     "ambiguous",
+    "replication lag at fault",
 ]
 
 
@@ -239,10 +261,7 @@ def to_markdown(card: Scorecard, out_dir: Path) -> str:
     lines += ["", "### Key figures", ""]
     for run in card.runs:
         faults = (
-            ", ".join(
-                f"{f.get('fault')} {f.get('target')} at {iso(_f(f.get('applied_at')))}"
-                for f in run.faults
-            )
+            ", ".join(f"{f.fault} {f.target} at {iso(f.applied_at)}" for f in run.faults)
             or "none recorded"
         )
         cpu = run.cpu_max_percent
@@ -257,7 +276,7 @@ def to_markdown(card: Scorecard, out_dir: Path) -> str:
         lines += ["", "RTO measured client side (± the largest request gap around recovery):", ""]
         lines += _md_table(RTO_HEAD, figures["rto"])
     if figures["rpo"]:
-        lines += ["", "RPO from the ledger of acknowledged writes:", ""]
+        lines += ["", RPO_CAPTION + ":", ""]
         lines += _md_table(RPO_HEAD, figures["rpo"])
     lines += ["", "### Files", ""]
     files = ["scorecard.html", "scorecard.json", "junit.xml", "manifest.json", *card.charts]

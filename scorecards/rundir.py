@@ -10,14 +10,24 @@ INCONCLUSIVE, never into PASS.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from infra.errors import ConfigError
+from pydantic import BaseModel
 
-MEASUREMENTS_VERSIONS = (1,)
+from infra.errors import ConfigError
+from infra.types import FaultRecord, read_event_log
+from probes.models import (
+    MEASUREMENTS,
+    IntegrityEntry,
+    Measurements,
+    RpoEntry,
+    read_measurements,
+)
+
 # Files the scorecard writes; `manifest.json` covers them too, but they are outputs.
 OUTPUT_NAMES = ("scorecard.json", "scorecard.md", "scorecard.html", "junit.xml")
 OUTPUT_DIRS = ("charts",)
@@ -46,25 +56,41 @@ class RunData:
     name: str
     experiment: str
     started_at: float | None
-    measurements: dict[str, Any] | None
+    measurements: Measurements | None
     load: dict[str, Any] | None
-    faults: tuple[dict[str, Any], ...]
+    faults: tuple[FaultRecord, ...]
     world: dict[str, Any] | None
     journal: dict[str, Any] | None
     problems: tuple[Problem, ...] = field(default=())
 
     def entries(self, section: str) -> list[dict[str, Any]]:
-        """The entries of one measurements list (`rto`, `rpo`, …); [] when absent."""
+        """The entries of one measurements list (`rto`, `rpo`, …) as the probes wrote
+        them (typed fields checked on reading); [] when absent."""
+        found = self.section(section)
+        return [e.model_dump(mode="json", exclude_unset=True) for e in found or ()]
+
+    def section(self, section: str) -> tuple[BaseModel, ...] | None:
+        """The typed entries of one measurements list; None when the list is absent."""
         if self.measurements is None:
-            return []
-        value = self.measurements.get(section)
-        if not isinstance(value, list):
-            return []
-        return [e for e in value if isinstance(e, dict)]
+            return None
+        value = getattr(self.measurements, section, None)
+        return value if isinstance(value, tuple) else None
+
+    @property
+    def rpo(self) -> tuple[RpoEntry, ...]:
+        """The typed RPO entries; () when absent (`has_section` tells which)."""
+        found = self.measurements.rpo if self.measurements is not None else None
+        return found or ()
+
+    @property
+    def integrity(self) -> tuple[IntegrityEntry, ...]:
+        """The typed integrity entries; () when absent (`has_section` tells which)."""
+        found = self.measurements.integrity if self.measurements is not None else None
+        return found or ()
 
     def has_section(self, section: str) -> bool:
         """Whether measurements.json has this list at all (even empty)."""
-        return self.measurements is not None and isinstance(self.measurements.get(section), list)
+        return self.section(section) is not None
 
     @property
     def saturated(self) -> bool | None:
@@ -104,22 +130,35 @@ def _read_json(path: Path, problems: list[Problem]) -> Any:
         return None
 
 
-def _read_events(path: Path, problems: list[Problem]) -> tuple[dict[str, Any], ...]:
+def _within(path: Path, exc: Exception) -> str:
+    """A reader's message without its file path (the Problem names the file):
+    `RUN/events.jsonl:2: field …` becomes `line 2: field …`."""
+    text = str(exc).removeprefix(str(path))
+    found = re.match(r":(\d+): ", text)
+    return f"line {found.group(1)}: {text[found.end() :]}" if found else text.lstrip(": ")
+
+
+def _read_measurements(path: Path, problems: list[Problem]) -> Measurements | None:
+    if not path.exists():
+        problems.append(Problem(path.name, "missing"))
+        return None
+    try:
+        return read_measurements(path)
+    except (OSError, ValueError) as exc:
+        problems.append(Problem(path.name, _within(path, exc)))
+        return None
+
+
+def _read_events(path: Path, problems: list[Problem]) -> tuple[FaultRecord, ...]:
     if not path.exists():
         problems.append(Problem(path.name, "missing: no record that a fault was applied"))
         return ()
-    records = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError as exc:
-            problems.append(Problem(path.name, f"line {number} is not JSON: {exc}"))
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    faults = tuple(r for r in records if r.get("type") == "fault")
+    try:
+        log = read_event_log(path)
+    except (OSError, ValueError) as exc:
+        problems.append(Problem(path.name, _within(path, exc)))
+        return ()
+    faults = tuple(r for r in log.records if r.type == "fault")
     if not faults:
         problems.append(Problem(path.name, "holds no fault record"))
     return faults
@@ -144,19 +183,7 @@ def load_run(path: Path) -> RunData:
         raise ConfigError(f"{path}: not a run directory (no such directory)")
     problems: list[Problem] = []
 
-    measurements = _read_json(path / "measurements.json", problems)
-    if measurements is not None and not isinstance(measurements, dict):
-        problems.append(Problem("measurements.json", "expected a JSON object"))
-        measurements = None
-    if measurements is not None and measurements.get("version") not in MEASUREMENTS_VERSIONS:
-        problems.append(
-            Problem(
-                "measurements.json",
-                f"unsupported version {measurements.get('version')!r} "
-                f"(this scorecard reads {', '.join(map(str, MEASUREMENTS_VERSIONS))})",
-            )
-        )
-        measurements = None
+    measurements = _read_measurements(path / MEASUREMENTS, problems)
 
     load = _read_json(path / "load.json", problems)
     if load is not None and not isinstance(load, dict):
@@ -176,13 +203,12 @@ def load_run(path: Path) -> RunData:
         raw = _read_json(path / "journal.json", problems)
         journal = raw if isinstance(raw, dict) else None
 
-    run_info = measurements.get("run") if measurements else None
-    run_info = run_info if isinstance(run_info, dict) else {}
+    run_info = measurements.run if measurements is not None else None
     experiment = next(
         (
             v
             for v in (
-                run_info.get("experiment"),
+                run_info.experiment if run_info is not None else None,
                 (world or {}).get("experiment"),
                 ((journal or {}).get("experiment") or {}).get("title"),
             )
@@ -190,11 +216,11 @@ def load_run(path: Path) -> RunData:
         ),
         "unnamed",
     )
-    started_at = _parse_time(run_info.get("started_at"))
+    started_at = _parse_time(run_info.started_at if run_info is not None else None)
     if started_at is None and journal is not None:
         started_at = _parse_time(journal.get("start"))
     if started_at is None and faults:
-        times = [t for t in (_parse_time(f.get("applied_at")) for f in faults) if t is not None]
+        times = [f.applied_at for f in faults if f.applied_at is not None]
         started_at = min(times) if times else None
 
     return RunData(

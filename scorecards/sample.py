@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from probes.models import write_measurements
+
 REGIONS = {"us": ("us-east", "us-west"), "eu": ("eu-west", "eu-central")}
 T0 = 1_795_000_000.0
 
@@ -34,6 +36,180 @@ gates:
 """
 
 
+def _fault(fault_at: float) -> dict[str, Any]:
+    return {
+        "fault_id": "f1",
+        "fault": "kill-region",
+        "target": "us-east",
+        "fault_at": fault_at,
+        "reverted_at": fault_at + 90.0,
+    }
+
+
+def _rto_entry(
+    fault_at: float,
+    kind: str,
+    residency: str,
+    rto: float | None,
+    failed: int,
+    requests: int,
+    p99: float,
+) -> dict[str, Any]:
+    """An RTO entry shaped as probes.rto writes it (keys and nesting)."""
+    impact = rto is None or rto > 0
+    until = fault_at + 120.0
+    return {
+        "kind": kind,
+        "residency": residency,
+        **_fault(fault_at),
+        "status": "ok",
+        "reason": None,
+        "impact": impact,
+        "recovered": rto is not None,
+        "rto_seconds": rto,
+        "recovered_at": None if rto is None else fault_at + rto,
+        "uncertainty_seconds": 0.05,
+        "observed_until": until,
+        "inputs": {
+            "window_seconds": 1.0,
+            "threshold": 0.99,
+            "stability_seconds": 10.0,
+            "min_requests": 5,
+            "requests": requests,
+        },
+        "requests_after_fault": requests,
+        "requests": requests,
+        "impact_onset_at": fault_at if impact else None,
+        "last_failure_at": None if not impact or rto is None else fault_at + rto - 0.1,
+        "last_failure_completed_at": None if not impact or rto is None else fault_at + rto,
+        "failed": failed,
+        "failed_after_fault": failed,
+        "brownout_seconds": 0.0 if rto is None else round(rto * 0.2, 2),
+        "unhealthy_windows": {"below_threshold": failed, "too_few_requests": 0},
+        "p99_latency_ms_during_fault": p99,
+        "latency_ms": {
+            "p50": p99 / 4,
+            "p95": p99 / 2,
+            "p99": p99,
+            "requests": requests,
+            "from": fault_at,
+            "until": until,
+        },
+    }
+
+
+def _rpo_entry(
+    fault_at: float,
+    residency: str,
+    rpo: float,
+    lost: int,
+    lost_after_fault: int,
+    ambiguous: int,
+    lag: float,
+) -> dict[str, Any]:
+    """An RPO entry shaped as probes.rpo writes it."""
+    lost_writes = [
+        {"key": f"ev:w1:{1000 + i}", "t_ack": fault_at - rpo + i * rpo / max(lost - 1, 1)}
+        for i in range(lost)
+    ]
+    return {
+        "residency": residency,
+        **_fault(fault_at),
+        "status": "ok",
+        "reason": None,
+        "rpo_seconds": rpo if lost else 0.0,
+        "writes": 3_010,
+        "acknowledged": 3_000,
+        "acknowledged_after_fault": 1_500,
+        "present": 3_000 - lost,
+        "lost": lost,
+        "lost_after_fault": lost_after_fault,
+        "lost_after_fault_reason": None,
+        "lost_ack_time_unknown": 0,
+        "ambiguous": ambiguous,
+        "failed_writes_checked": 10,
+        "sequence_holes": 0,
+        "unrecorded_present": 0,
+        "unaccounted": 0,
+        "unaccounted_keys": [],
+        "residency_from_client": 0,
+        "first_lost_ack_at": lost_writes[0]["t_ack"] if lost_writes else None,
+        "last_lost_ack_at": lost_writes[-1]["t_ack"] if lost_writes else None,
+        "lost_writes": lost_writes,
+        "lost_writes_truncated": False,
+        "store": {"store": "redis via sentinel", "group": residency, "primary": "10.200.0.12:6379"},
+        "replication_lag_estimate": {
+            "status": "ok",
+            "reason": None,
+            "lag_seconds": lag,
+            "query": "max by (jurisdiction) (max_over_time(gameday_replication_lag_seconds[5s]))",
+            "at": fault_at,
+        },
+    }
+
+
+def _wrong_answers_entry(residency: str, wrong: int) -> dict[str, Any]:
+    """A `wrong-answers` integrity entry shaped as probes.integrity writes it."""
+    return {
+        "check": "wrong-answers",
+        "residency": residency,
+        "digest_source": "deployed",
+        "expected_digest": "9f2c" * 16,
+        "since": None,
+        "canaries_checked": 600,
+        "answers_with_digest": 9_000,
+        "status": "ok",
+        "reason": None,
+        "wrong_answers": wrong,
+        "canary_mismatches": 0,
+        "unexpected_digests": wrong,
+        "first_wrong_at": None,
+        "last_wrong_at": None,
+        "by_region": {REGIONS[residency][1]: wrong} if wrong else {},
+    }
+
+
+def _detection_entry(fault_at: float, seconds: float | None) -> dict[str, Any]:
+    """A `time-to-detect` integrity entry shaped as probes.integrity writes it."""
+    detected = seconds is not None
+    return {
+        "check": "time-to-detect",
+        "region": "us-west",
+        "jurisdiction": "us",
+        **_fault(fault_at),
+        "observed_until": fault_at + 90.0,
+        "inputs": {"settle_seconds": 5.0},
+        "detected": detected,
+        "time_to_detect_seconds": seconds,
+        "served_before_fault": 2_000,
+        "requests_after_fault": 6_000,
+        "status": "ok",
+        "reason": None,
+        "served_after_fault": 40 if detected else 3_000,
+        "last_served_at": fault_at + (89.0 if seconds is None else seconds),
+    }
+
+
+def _residency_entry(residency: str, violations: int, answered: int) -> dict[str, Any]:
+    """A residency entry shaped as probes.residency writes it."""
+    regions = {name: j for j, names in REGIONS.items() for name in names}
+    home = REGIONS[residency][0]
+    other = next(n for j, names in REGIONS.items() if j != residency for n in names)
+    return {
+        "residency": residency,
+        "inputs": {"regions": regions},
+        "status": "ok",
+        "reason": None,
+        "answered": answered,
+        "violations": violations,
+        "violations_by_region": {other: violations} if violations else {},
+        "served_by_region": {
+            home: answered - violations,
+            **({other: violations} if violations else {}),
+        },
+    }
+
+
 def sample_measurements(
     fault_at: float,
     rto_us: float | None = 14.2,
@@ -49,38 +225,11 @@ def sample_measurements(
     mismatch: bool = False,
     time_to_detect: float | None = None,
     experiment: str = "region-kill",
+    lag_us: float = 0.4,
 ) -> dict[str, Any]:
-    """A measurements.json document (version 1) with the given figures."""
-
-    def rto_entry(
-        kind: str, residency: str, rto: float | None, failed: int, requests: int, p99: float
-    ) -> dict[str, Any]:
-        impact = rto is None or rto > 0
-        return {
-            "kind": kind,
-            "residency": residency,
-            "status": "ok",
-            "impact": impact,
-            "recovered": rto is not None,
-            "rto_seconds": rto,
-            "fault_at": fault_at,
-            "recovered_at": None if rto is None else fault_at + rto,
-            "uncertainty_seconds": 0.05,
-            "failed": failed,
-            "requests": requests,
-            "p99_latency_ms_during_fault": p99,
-            "brownout_seconds": 0.0 if rto is None else round(rto * 0.2, 2),
-            "inputs": {"window_seconds": 1.0, "success_threshold": 0.99, "stability_seconds": 10},
-        }
-
-    lost_writes = [
-        {
-            "t_ack": fault_at - rpo_us + i * rpo_us / max(lost_us - 1, 1),
-            "client": "w1",
-            "seq": 1000 + i,
-        }
-        for i in range(lost_us)
-    ]
+    """A measurements.json document (version 1) with the given figures, every entry in
+    the shape the probes write (tests/unit/test_contract.py holds them to it)."""
+    prom_us = None if rto_us is None else rto_us + (30.0 if mismatch else 1.0)
     return {
         "version": 1,
         "run": {
@@ -89,59 +238,52 @@ def sample_measurements(
             "note": "constructed data (scorecards.sample)",
         },
         "rto": [
-            rto_entry("predict", "us", rto_us, failed_us, requests_us, p99_ms),
-            rto_entry("write", "us", rto_us, failed_us // 4, requests_us // 4, p99_ms),
-            rto_entry("predict", "eu", rto_eu, 0, requests_us, 40.0),
+            _rto_entry(fault_at, "predict", "us", rto_us, failed_us, requests_us, p99_ms),
+            _rto_entry(fault_at, "write", "us", rto_us, failed_us // 4, requests_us // 4, p99_ms),
+            _rto_entry(fault_at, "predict", "eu", rto_eu, 0, requests_us, 40.0),
         ],
         "rto_prometheus": [
             {
+                "jurisdiction": "us",
                 "residency": "us",
+                **_fault(fault_at),
                 "status": "ok",
-                "rto_seconds": None if rto_us is None else rto_us + (30.0 if mismatch else 1.0),
+                "reason": None,
+                "rto_seconds": prom_us,
                 "client_rto_seconds": rto_us,
+                "difference_seconds": None
+                if prom_us is None or rto_us is None
+                else prom_us - rto_us,
                 "mismatch_bound_seconds": 2.5,
-                "mismatch": mismatch,
+                "completion_lag_seconds": 0.5,
+                "instrumentation_mismatch": mismatch,
             },
-            {"residency": "eu", "status": "ok", "rto_seconds": 0.0, "mismatch": False},
+            {
+                "jurisdiction": "eu",
+                "residency": "eu",
+                **_fault(fault_at),
+                "status": "ok",
+                "reason": None,
+                "rto_seconds": 0.0,
+                "client_rto_seconds": 0.0,
+                "difference_seconds": 0.0,
+                "mismatch_bound_seconds": 2.0,
+                "completion_lag_seconds": 0.0,
+                "instrumentation_mismatch": False,
+            },
         ],
         "rpo": [
-            {
-                "residency": "us",
-                "status": "ok",
-                "rpo_seconds": rpo_us if lost_us else 0.0,
-                "acknowledged": 3_000,
-                "lost": lost_us,
-                "lost_after_fault": lost_after_fault,
-                "ambiguous": 2,
-                "lost_writes": lost_writes,
-            },
-            {
-                "residency": "eu",
-                "status": "ok",
-                "rpo_seconds": 0.0,
-                "acknowledged": 3_000,
-                "lost": 0,
-                "lost_after_fault": 0,
-                "ambiguous": 0,
-                "lost_writes": [],
-            },
+            _rpo_entry(fault_at, "us", rpo_us, lost_us, lost_after_fault, 2, lag_us),
+            _rpo_entry(fault_at, "eu", 0.0, 0, 0, 0, 0.05),
         ],
         "integrity": [
-            {
-                "status": "ok",
-                "wrong_answers": wrong_answers,
-                "time_to_detect_seconds": time_to_detect,
-                "region": "us-west",
-            },
+            _wrong_answers_entry("us", wrong_answers),
+            _wrong_answers_entry("eu", 0),
+            _detection_entry(fault_at, time_to_detect),
         ],
         "residency": [
-            {
-                "status": "ok",
-                "residency": "us",
-                "violations": residency_violations,
-                "requests": requests_us,
-            },
-            {"status": "ok", "residency": "eu", "violations": 0, "requests": requests_us},
+            _residency_entry("us", residency_violations, requests_us),
+            _residency_entry("eu", 0, requests_us),
         ],
     }
 
@@ -193,7 +335,7 @@ def write_sample_run(
     path.mkdir(parents=True, exist_ok=True)
     fault_at = T0 + 60.0
     measurements = sample_measurements(fault_at, **figures)
-    (path / "measurements.json").write_text(json.dumps(measurements, indent=2) + "\n")
+    write_measurements(path, measurements)
     load = {
         "saturated": saturated,
         "cpu_max_percent": 97.0 if saturated else 41.5,

@@ -45,11 +45,7 @@ class Outcome:
 
 
 def _fault_at(run: RunData) -> float | None:
-    times = [
-        float(f["applied_at"])
-        for f in run.faults
-        if isinstance(f.get("applied_at"), int | float) and not isinstance(f["applied_at"], bool)
-    ]
+    times = [f.applied_at for f in run.faults if f.applied_at is not None]
     times += [
         float(e["fault_at"])
         for e in run.entries("rto")

@@ -42,10 +42,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from infra.local import model as modelmod
+from infra.types import write_key
 
 HEARTBEAT_KEY = "gameday:heartbeat"
 FEATURE_PREFIX = "feat:"
-EVENT_PREFIX = "ev:"
 _CLIENT = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 
@@ -295,7 +295,7 @@ def create_app(config: ServiceConfig) -> Starlette:
                 {"error": 'body must be {"client": str, "seq": int >= 0, "payload": {...}}'},
                 400,
             )
-        key = f"{EVENT_PREFIX}{body['client']}:{body['seq']}"
+        key = write_key(str(body["client"]), int(body["seq"]))
         value = json.dumps(
             {"payload": body.get("payload"), "region": config.region, "t": time.time()}
         )

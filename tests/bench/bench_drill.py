@@ -102,7 +102,7 @@ def run() -> list[BenchResult]:
     rpos = [f[2] for f in figures if f[2] is not None]
     differences = [f[3].get("difference_seconds") for f in figures]
     bounds = [f[3].get("mismatch_bound_seconds") for f in figures]
-    mismatches = sum(f[3].get("mismatch") is True for f in figures)
+    mismatches = sum(f[3].get("instrumentation_mismatch") is True for f in figures)
     agreement = (
         "; Prometheus minus client per kill: "
         + ", ".join("n/a" if d is None else f"{d:.2f}" for d in differences)

@@ -66,8 +66,13 @@ def make_run(path: Path, rows: int = ROWS, seed: int = 7) -> Path:
         (residency == "us") & (t < FAULT_AT) & (rng.random(rows) < 0.5), "us-east", region
     )
     writes = kind == "write"
-    seq = np.full(rows, -1, dtype=np.int64)
-    seq[writes] = np.arange(int(writes.sum()))
+    # As loadgen's writers: 50 clients per residency, each numbering its writes 0, 1, 2 …
+    ordinal = np.zeros(rows, dtype=np.int64)
+    for name in ("us", "eu"):
+        mine = writes & (residency == name)
+        ordinal[mine] = np.arange(int(mine.sum()))
+    seq = np.where(writes, ordinal // 50, -1)
+    client = np.char.add(np.char.add(residency, "-w"), (ordinal % 50).astype(str))
     frame = pd.DataFrame(
         {
             "t_start": t,
@@ -80,7 +85,7 @@ def make_run(path: Path, rows: int = ROWS, seed: int = 7) -> Path:
             "region": nullable(region, ok),
             "model_digest": nullable(np.full(rows, "sha256:abc"), ok & (kind != "write")),
             "score": np.where(ok & (kind != "write"), 0.5, np.nan),
-            "client": nullable(np.char.add("w", (seq % 50).astype(str)), writes),
+            "client": nullable(client, writes),
             "seq": pd.Series(seq, dtype="Int64").where(writes),
             "expected": np.where(kind == "canary", 0.5, np.nan),
             "correct": pd.Series(ok, dtype="boolean").where((kind == "canary") & ok),

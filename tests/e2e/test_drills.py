@@ -95,7 +95,7 @@ def test_region_kill_passes_its_gates(home: Path) -> None:
     eu = _entry(doc["rto"], kind="all", residency="eu")
     assert eu["impact"] is False  # and only where it should
     prom = _entry(doc["rto_prometheus"], residency="us")
-    assert prom["status"] == "ok" and prom["mismatch"] is False
+    assert prom["status"] == "ok" and prom["instrumentation_mismatch"] is False
     assert abs(prom["rto_seconds"] - us["rto_seconds"]) <= prom["mismatch_bound_seconds"]
     assert all(r["status"] == "ok" for r in doc["rpo"])
     card = json.loads((Path(result["run_dirs"][0]) / "scorecard.json").read_text())

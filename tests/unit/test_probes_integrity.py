@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,8 @@ from probes.integrity import (
     anti_entropy,
     compare_digests,
     detection_of,
+    expected_digest_of,
     integrity_table,
-    majority_digest,
     wrong_answers,
     wrong_answers_of,
 )
@@ -95,7 +96,6 @@ def test_wrong_answers_count_canaries_and_digests_once() -> None:
         rows(4, 14.0, "us-east", ok=False),  # failed: no digest, not an answer
         rows(2, 15.0, "us-east", kind="canary", correct=False, ok=False),  # an error, not wrong
     )
-    assert majority_digest(data, T0 + 10.0) == GOOD
     result = wrong_answers_of(data, GOOD)
     assert result["status"] == "ok"
     assert (result["wrong_answers"], result["canary_mismatches"], result["unexpected_digests"]) == (
@@ -116,18 +116,24 @@ def test_no_canary_and_no_digest_is_no_data() -> None:
 def test_integrity_table_measures_every_corrupt_fault() -> None:
     data = frame(rows(240, 0.0, "us-east"), rows(44, 0.0, "us-west"))
     kill = Fault("k", "kill-region", "us-east", T0 + 5.0)
-    table = integrity_table(data, [kill, CORRUPT], until=T0 + 59.75)
+    table = integrity_table(data, [kill, CORRUPT], T0 + 59.75, GOOD, digest_source="deployed")
     assert [e["check"] for e in table] == ["wrong-answers", "time-to-detect"]
     assert table[0]["wrong_answers"] == 0
-    assert table[0]["expected_digest"] == GOOD
+    assert (table[0]["expected_digest"], table[0]["digest_source"]) == (GOOD, "deployed")
     assert table[1]["time_to_detect_seconds"] == pytest.approx(0.76, abs=1e-6)  # 10.75 + 0.01
 
 
 def test_wrong_answers_probe(tmp_path: Path) -> None:
     path = tmp_path / "timeline.parquet"
     frame(rows(8, 0.0, "us-east"), rows(2, 3.0, "us-west", digest=BAD)).to_parquet(path)
-    assert wrong_answers(str(path))["unexpected_digests"] == 2
-    assert wrong_answers(str(path), expected_digest=BAD)["unexpected_digests"] == 8
+    world = tmp_path / "world.json"
+    world.write_text(json.dumps({"model": {"digest": GOOD}}))
+    deployed = wrong_answers(str(path), world_path=str(world))
+    assert (deployed["unexpected_digests"], deployed["digest_source"]) == (2, "deployed")
+    given = wrong_answers(str(path), expected_digest=BAD, world_path=str(world))
+    assert (given["unexpected_digests"], given["digest_source"]) == (8, "given")
+    unknown = wrong_answers(str(path))
+    assert (unknown["status"], unknown["unexpected_digests"]) == ("no-data", None)
     assert wrong_answers(str(tmp_path / "absent.parquet"))["status"] == "error"
 
 
@@ -206,3 +212,90 @@ def test_residency_probe_reads_the_topology(tmp_path: Path) -> None:
     assert residency_violations(str(path))["violations"] == 3  # default: the local topology
     bad = residency_violations(str(path), str(tmp_path / "none.yaml"))
     assert bad["status"] == "error"
+
+
+# -- class 6: integrity with nothing to compare is no-data
+@pytest.mark.parametrize(
+    ("given", "world", "expected"),
+    [
+        ("sha-x", {"model": {"digest": GOOD}}, ("sha-x", "given")),
+        (None, {"model": {"digest": GOOD}}, (GOOD, "deployed")),
+        (None, {"model": {"digest": None, "reason": "unreadable manifest"}}, (None, "unknown")),
+        (None, {}, (GOOD, "majority-before-fault")),
+        (None, None, (GOOD, "majority-before-fault")),
+    ],
+    ids=["given-wins", "deployed", "manifest-unreadable", "no-model", "no-world"],
+)
+def test_expected_digest_sources(
+    given: str | None, world: dict[str, Any] | None, expected: tuple[str | None, str]
+) -> None:
+    # 40 answers from GOOD before the fault at 10 s, then 10 from BAD.
+    data = frame(rows(40, 0.0, "us-east"), rows(10, 10.0, "us-west", digest=BAD))
+    assert expected_digest_of(given, world, data, T0 + 10.0) == expected
+
+
+def test_no_answer_before_the_fault_leaves_the_expected_digest_unknown() -> None:
+    data = frame(rows(10, 10.0, "us-west", digest=BAD))
+    assert expected_digest_of(None, None, data, T0 + 10.0) == (None, "unknown")
+    assert expected_digest_of(None, None, data, None) == (None, "unknown")
+
+
+def test_without_an_expected_digest_the_digest_check_is_no_data_not_skipped() -> None:
+    # No answer before the fault, canaries checked: the digests of the 3 predictions
+    # from BAD cannot be called wrong or right without knowing what was deployed.
+    data = frame(
+        rows(3, 10.0, "us-west", digest=BAD),
+        rows(2, 11.0, "us-east", kind="canary", correct=False),
+        rows(4, 12.0, "us-east", kind="canary", correct=True),
+    )
+    result = wrong_answers_of(data, None)
+    assert result["status"] == "no-data"
+    assert result["reason"] == (
+        "no expected model digest (none given, none deployed in world.json, "
+        "no answer before the fault): 9 answers' digests cannot be checked"
+    )
+    assert (result["wrong_answers"], result["canary_mismatches"]) == (2, 2)
+    assert result["unexpected_digests"] is None
+
+
+def test_answers_without_digests_are_checked_by_canaries_alone() -> None:
+    data = frame(rows(4, 0.0, "us-east", kind="canary", digest=None, correct=True))
+    result = wrong_answers_of(data, None)
+    assert (result["status"], result["wrong_answers"], result["answers_with_digest"]) == (
+        "ok",
+        0,
+        0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("parts", "reason"),
+    [
+        # us-west answered nothing before the corruption at 10 s.
+        ([rows(240, 0.0, "us-east")], "region 'us-west' answered nothing before the fault"),
+        # us-west answered before; then no us request at all after the fault.
+        ([rows(40, 0.0, "us-west"), rows(200, 10.0, "eu-west", residency="eu")],
+         "no us request after the fault"),
+        # us requests stop at 30 s; the observation runs to the revert at 40 s.
+        ([rows(40, 0.0, "us-west"), rows(80, 10.0, "us-east")],
+         "no us request in the last 5 s of the observation"),
+    ],
+    ids=["never-served-before", "no-traffic-after", "no-traffic-at-the-end"],
+)  # fmt: skip
+def test_time_to_detect_with_nothing_to_observe_is_no_data(
+    parts: list[pd.DataFrame], reason: str
+) -> None:
+    result = detection_of(frame(*parts), CORRUPT, until=T0 + 59.75, region_jur=REGIONS)
+    assert result["status"] == "no-data"
+    assert result["reason"].startswith(reason)
+    assert result["time_to_detect_seconds"] is None
+    assert result["jurisdiction"] == "us"
+
+
+def test_time_to_detect_counts_what_it_observed() -> None:
+    parts = [rows(240, 0.0, "us-east"), rows(40, 0.0, "us-west"), rows(9, 10.0, "us-west")]
+    result = detection_of(frame(*parts), CORRUPT, until=T0 + 59.75, region_jur=REGIONS)
+    assert result["status"] == "ok"
+    # us-east answers 10.0 … 40.0 s (the revert ends the observation): 121; us-west: 9.
+    assert (result["served_before_fault"], result["requests_after_fault"]) == (40, 121 + 9)
+    assert result["time_to_detect_seconds"] == pytest.approx(2.01, abs=1e-6)  # 12.0 + 0.01

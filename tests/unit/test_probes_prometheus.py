@@ -111,7 +111,7 @@ def test_instrumentation_mismatch(prom: float | None, client: float | None, mism
     b = {"status": "ok", "rto_seconds": client}
     result = compare_rto(a, b, 1.0)
     assert result["instrumentation_mismatch"] is mismatch
-    assert result["mismatch"] is mismatch
+    assert result["instrumentation_mismatch"] is mismatch
     assert result["mismatch_bound_seconds"] == 2.0
     assert compare_rto(a, {"status": "no-data"})["instrumentation_mismatch"] is None
 
@@ -132,4 +132,4 @@ def test_the_completion_lag_of_failed_requests_widens_the_bound(
     result = compare_rto({"status": "ok", "rto_seconds": 3.8}, client, 1.0)
     assert result["mismatch_bound_seconds"] == bound
     assert result["completion_lag_seconds"] == bound - 2.0
-    assert result["mismatch"] is mismatch
+    assert result["instrumentation_mismatch"] is mismatch

@@ -174,3 +174,121 @@ def test_fault_for_prefers_the_jurisdiction_it_touched() -> None:
     assert fault_for("eu", [partition, kill], region_jur) is partition
     assert fault_for("xx", [partition, kill], region_jur) is partition
     assert fault_for("us", [], region_jur) is None
+
+
+# -- class 4: nothing to check is no-data, never "RPO 0, nothing lost"
+def test_a_jurisdiction_without_an_acknowledged_write_is_no_data() -> None:
+    frame = timeline(writes(range(5), ok=False, status=503))
+    (entry,) = rpo_table(frame, [FAULT], {"us": MemoryWriteStore(set())})
+    assert entry["status"] == "no-data"
+    assert entry["reason"] == "no acknowledged write of this residency: nothing to check"
+    assert (entry["acknowledged"], entry["writes"]) == (0, 5)
+    assert (entry["rpo_seconds"], entry["lost"], entry["lost_after_fault"]) == (None, None, None)
+
+
+def test_acknowledged_after_fault_is_reported() -> None:
+    (entry,) = rpo_table(timeline(writes(ACKED)), [FAULT], {"us": MemoryWriteStore(keys(ACKED))})
+    # seq 50…99 acknowledged at 25.01 … 49.51, after the fault at 25.
+    assert (entry["acknowledged_after_fault"], entry["lost_after_fault"]) == (50, 0)
+    assert entry["lost_after_fault_reason"] is None
+
+
+def test_zero_lost_after_the_fault_without_writes_after_it_is_not_a_count() -> None:
+    # Writes stop at seq 49 (t_ack 24.51 s), before the fault at 25 s: "0 lost after the
+    # fault" would be vacuous.
+    frame = timeline(writes(range(50)))
+    (entry,) = rpo_table(frame, [FAULT], {"us": MemoryWriteStore(keys(range(50)))})
+    assert entry["status"] == "ok"
+    assert (entry["rpo_seconds"], entry["lost"]) == (0.0, 0)
+    assert entry["acknowledged_after_fault"] == 0
+    assert entry["lost_after_fault"] is None
+    assert "no write acknowledged after the fault" in entry["lost_after_fault_reason"]
+
+
+# -- class 5: ledger holes
+def null_latency(frame: pd.DataFrame, seqs: Sequence[int]) -> pd.DataFrame:
+    out = frame.copy()
+    out.loc[out["seq"].isin(list(seqs)), "latency_ms"] = np.nan
+    return out
+
+
+def test_a_lost_write_without_latency_started_after_the_fault_is_lost_after_it() -> None:
+    # seq 60 starts at 30.0 s, after the fault at 25 s: its t_ack is unknown but >= 30.
+    frame = timeline(null_latency(writes(ACKED), [60]))
+    (entry,) = rpo_table(frame, [FAULT], {"us": MemoryWriteStore(keys(ACKED) - keys([60]))})
+    assert (entry["lost"], entry["lost_after_fault"], entry["lost_ack_time_unknown"]) == (
+        1,
+        1,
+        0 + 1,
+    )
+    assert entry["acknowledged_after_fault"] == 50
+    # Its t_start stands in for t_ack: RPO = max(25, 30.0) - 30.0 = 0.
+    assert entry["rpo_seconds"] == 0.0
+    assert entry["lost_writes"] == [{"key": "ev:c1:60", "t_ack": T0 + 30.0}]
+
+
+def test_a_lost_write_without_latency_started_before_the_fault_leaves_the_count_open() -> None:
+    # seq 49 starts at 24.5 s, before the fault: acknowledged before or after it, unknown.
+    frame = timeline(null_latency(writes(ACKED), [49]))
+    (entry,) = rpo_table(frame, [FAULT], {"us": MemoryWriteStore(keys(ACKED) - keys([49]))})
+    assert (entry["lost"], entry["lost_ack_time_unknown"]) == (1, 1)
+    assert entry["lost_after_fault"] is None
+    assert entry["lost_after_fault_reason"].startswith("1 lost writes started before the fault")
+
+
+def test_a_sequence_hole_missing_from_the_store_too_is_unaccounted() -> None:
+    # The rows of seq 20-29 were lost by the recorder; the store holds 20-24 (written,
+    # never lost) but not 25-29: they may have been acknowledged and lost.
+    recorded = [s for s in ACKED if not 20 <= s < 30]
+    stored = keys(recorded) | keys(range(20, 25))
+    (entry,) = rpo_table(timeline(writes(recorded)), [FAULT], {"us": MemoryWriteStore(stored)})
+    assert entry["status"] == "no-data"
+    assert entry["reason"].startswith("5 sequence numbers are missing from both the timeline")
+    assert "ev:c1:25, ev:c1:26, ev:c1:27, …" in entry["reason"]
+    assert (entry["sequence_holes"], entry["unrecorded_present"], entry["unaccounted"]) == (
+        10,
+        5,
+        5,
+    )
+    assert entry["unaccounted_keys"] == sorted(
+        keys(range(25, 30)), key=lambda k: int(k.split(":")[2])
+    )
+    assert (entry["acknowledged"], entry["lost"]) == (90, 0)
+
+
+def test_a_sequence_hole_found_in_the_store_keeps_the_entry_ok() -> None:
+    recorded = [s for s in ACKED if s != 42]
+    (entry,) = rpo_table(timeline(writes(recorded)), [FAULT], {"us": MemoryWriteStore(keys(ACKED))})
+    assert entry["status"] == "ok"
+    assert (entry["sequence_holes"], entry["unrecorded_present"], entry["unaccounted"]) == (1, 1, 0)
+
+
+def test_a_write_without_residency_is_attributed_to_its_client() -> None:
+    frame = writes(range(10))
+    frame["residency"] = frame["residency"].astype(object)
+    frame.loc[frame["seq"] == 7, "residency"] = None
+    (entry,) = rpo_table(timeline(frame), [FAULT], {"us": MemoryWriteStore(keys(range(7)))})
+    assert (entry["residency"], entry["acknowledged"], entry["lost"]) == ("us", 10, 3)
+    assert entry["residency_from_client"] == 1
+
+
+def test_a_write_whose_residency_cannot_be_attributed_is_counted_as_unknown() -> None:
+    orphan = writes([1, 2], client="c9")
+    orphan["residency"] = None
+    table = rpo_table(
+        timeline(writes(range(5)), orphan), [FAULT], {"us": MemoryWriteStore(keys(range(5)))}
+    )
+    by = {e["residency"]: e for e in table}
+    assert set(by) == {"us", "unknown"}
+    assert by["unknown"]["status"] == "error"
+    assert (by["unknown"]["acknowledged"], by["unknown"]["writes"]) == (2, 2)
+    assert "have no residency" in by["unknown"]["reason"]
+    assert by["us"]["status"] == "ok"
+
+
+def test_the_lag_at_the_fault_is_quoted_even_without_prometheus() -> None:
+    (entry,) = rpo_table(timeline(writes(ACKED)), [FAULT], {"us": MemoryWriteStore(keys(ACKED))})
+    assert entry["replication_lag_estimate"] == {
+        "status": "no-data",
+        "reason": "no Prometheus to ask",
+    }

@@ -57,7 +57,8 @@ def gate(card: Scorecard, gate_id: str) -> Verdict:
 
 def set_ttd(value: float | None) -> Callable[[dict[str, Any]], None]:
     def change(doc: dict[str, Any]) -> None:
-        doc["integrity"][0]["time_to_detect_seconds"] = value
+        (entry,) = [e for e in doc["integrity"] if e["check"] == "time-to-detect"]
+        entry["time_to_detect_seconds"] = value
 
     return change
 
@@ -188,8 +189,8 @@ def test_missing_measurements_make_everything_inconclusive(tmp_path: Path) -> No
         pytest.param(_no_data, "rto_seconds[predict/us]", "status 'no-data'", id="no-data"),
         pytest.param(
             set_rto("rto_seconds", "soon"),
-            "rto_seconds[predict/us]",
-            "not a number",
+            "rto_seconds",
+            "field 'rto[0].rto_seconds': input should be a valid number, got 'soon'",
             id="malformed",
         ),
         pytest.param(_drop("rpo"), "rpo_seconds", "no `rpo` list", id="missing-rpo"),
@@ -442,7 +443,85 @@ def test_a_mismatch_without_the_compared_figures_names_this_gates_own() -> None:
     # measurements.json files written before the bound was recorded.
     from scorecards.evaluate import _mismatch_reason
 
-    old = [{"status": "ok", "rto_seconds": 44.2, "mismatch": True}]
+    old = [{"status": "ok", "rto_seconds": 44.2, "instrumentation_mismatch": True}]
     assert _mismatch_reason(old, 14.2) == (
         "instrumentation mismatch: client side 14.2 s, Prometheus 44.2 s"
     )
+
+
+# ---------------------------------------------------------------- RPO: vacuous and holes
+def set_rpo(**fields: Any) -> Callable[[dict[str, Any]], None]:
+    def change(doc: dict[str, Any]) -> None:
+        doc["rpo"][0].update(fields)
+
+    return change
+
+
+def test_lost_after_fault_without_writes_after_the_fault_is_inconclusive(tmp_path: Path) -> None:
+    why = "no write acknowledged after the fault: nothing to lose after it"
+    change = set_rpo(lost_after_fault=None, acknowledged_after_fault=0, lost_after_fault_reason=why)
+    card = score(tmp_path, change)
+    result = next(g for g in card.gates if g.id == "lost_after_fault[us]")
+    assert (result.verdict, result.reason) == (INCONCLUSIVE, why)
+    assert gate(card, "rpo_seconds[us]") == PASS
+    assert card.verdict == INCONCLUSIVE
+
+
+def test_a_ledger_hole_is_inconclusive_unless_a_loss_after_the_fault_is_proven(
+    tmp_path: Path,
+) -> None:
+    hole = {"status": "no-data", "reason": "3 sequence numbers are missing", "unaccounted": 3}
+    card = score(tmp_path / "a", set_rpo(**hole))
+    assert gate(card, "lost_after_fault[us]") == INCONCLUSIVE
+    assert gate(card, "rpo_seconds[us]") == INCONCLUSIVE
+    within = score(tmp_path / "c", set_rpo(**hole, lost_after_fault=2))  # at_most: 2
+    assert gate(within, "lost_after_fault[us]") == INCONCLUSIVE
+    lost = score(tmp_path / "b", set_rpo(**hole, lost_after_fault=4))
+    result = next(g for g in lost.gates if g.id == "lost_after_fault[us]")
+    assert result.verdict == FAIL
+    assert (
+        result.reason
+        == "4 writes lost after the fault (status 'no-data': 3 sequence numbers are missing)"
+    )
+
+
+# ---------------------------------------------------------------- integrity: nothing to compare
+def no_digest(canary_mismatches: int) -> Callable[[dict[str, Any]], None]:
+    def change(doc: dict[str, Any]) -> None:
+        doc["integrity"][0].update(
+            status="no-data",
+            reason="no expected model digest (none given, none deployed in world.json)",
+            wrong_answers=canary_mismatches,
+            unexpected_digests=None,
+        )
+
+    return change
+
+
+def test_wrong_answers_without_an_expected_digest_are_inconclusive(tmp_path: Path) -> None:
+    card = score(tmp_path, no_digest(2))  # at_most: 2
+    assert gate(card, "wrong_answers[us]") == INCONCLUSIVE
+    assert card.verdict == INCONCLUSIVE
+
+
+def test_canary_mismatches_beyond_the_limit_fail_even_without_a_digest(tmp_path: Path) -> None:
+    card = score(tmp_path, no_digest(3))
+    result = next(g for g in card.gates if g.id == "wrong_answers[us]")
+    assert result.verdict == FAIL
+    assert result.reason.startswith("at least 3 answers (status 'no-data': no expected model")
+
+
+def test_a_malformed_events_record_makes_the_fault_check_inconclusive(tmp_path: Path) -> None:
+    run = write_sample_run(tmp_path / "run", timeline=False, time_to_detect=5.0)
+    (run / "events.jsonl").write_text(
+        '{"type": "fault", "fault": "kill-region", "target": "us-east", "id": "f1", '
+        '"applied_at": "2026-11-30T10:00:00Z"}\n'
+    )
+    card = evaluate([load_run(run)], gates(), T)
+    result = next(g for g in card.gates if g.id == "fault_injected")
+    assert result.verdict == INCONCLUSIVE
+    assert result.reason == (
+        "events.jsonl: line 1: field 'applied_at': expected epoch seconds (a number), "
+        "got '2026-11-30T10:00:00Z'"
+    )
+    assert card.verdict == INCONCLUSIVE

@@ -10,6 +10,7 @@ import json
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
@@ -18,7 +19,7 @@ import xmlschema
 from scorecards.evaluate import Verdict
 from scorecards.gates import parse_gates
 from scorecards.manifest import verify
-from scorecards.sample import TARGET_GATES, write_sample_run
+from scorecards.sample import TARGET_GATES, edit_measurements, write_sample_run
 from scorecards.scoring import Scored, score
 
 REPO = Path(__file__).resolve().parents[2]
@@ -144,3 +145,20 @@ def test_rescoring_notes_inputs_changed_since_the_last_manifest(tmp_path: Path) 
     again = score([run], gates, clock=lambda: T, charts=False)
     assert any("changed: measurements.json" in n for n in again.runs[0].card.notes)
     assert verify(run) == []
+
+
+def test_the_rpo_table_shows_the_lag_and_never_a_vacuous_zero(tmp_path: Path) -> None:
+    run = write_sample_run(tmp_path / "run", requests=2_000, timeline=False, lag_us=0.4)
+
+    def vacuous(doc: dict[str, Any]) -> None:
+        doc["rpo"][0].update(lost_after_fault=None, acknowledged_after_fault=0)
+
+    edit_measurements(run, vacuous)
+    scored = score([run], parse_gates(GATES, Path("gates.yaml")), clock=lambda: T).runs[0]
+    markdown = (scored.out_dir / "scorecard.md").read_text()
+    assert (
+        "| run | us | ok | 1.80 s | 3,000 | 3 | n/a (none acknowledged after) | 2 | 0.40 s |"
+        in markdown
+    )
+    html = (scored.out_dir / "scorecard.html").read_text()
+    assert "replication lag at fault" in html and "0.40 s" in html
