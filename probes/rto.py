@@ -6,12 +6,17 @@ Definitions (times are UTC epoch seconds, `t_f` is the fault's `applied_at`):
   `[u, u + W)`, evaluated at every request start `u`; a window is *healthy* when it
   holds at least `min_requests` requests and `r(u) >= S`;
 - `t_recovered`: the earliest request start `t >= t_f` such that every window starting
-  in `[t, t + stability]` is healthy, and those windows were fully observed
-  (`t + stability + W <= until`, `until` being the end of the observation);
-- `RTO = t_recovered - t_f`. When the first request after `t_f` already qualifies,
-  or no request failed after `t_f` at all, there was no impact: RTO 0,
-  `impact: false`, `recovered_at = t_f` (thin traffic alone is not an outage). When no
-  start qualifies before `until`, `recovered: false` and RTO null.
+  in `[t, t + stability]` is healthy and followed by the next start within W (no
+  unobserved gap), and those windows were fully observed (`t + stability + W <= until`,
+  `until` being the end of the observation);
+- `RTO = t_recovered - t_f`. No impact (RTO 0, `impact: false`, `recovered_at = t_f`)
+  only when the first request after `t_f` comes within W and already qualifies: time
+  without enough requests is unobserved, never healthy, and counts against the RTO as
+  a failure would. When no start qualifies before `until`, `recovered: false` and RTO
+  null if the stream was seen failing to the end; "no-data" if part of the time after
+  its last failing window went unobserved (it may have recovered unseen).
+- relapses: every run of failing windows after the recovery, with its start, length
+  and failures; the failures after recovery count in `failed_after_fault`.
 
 The computation is vectorised (sorted arrays, `searchsorted`, cumulative sums): no
 Python loop per request. `__all__` lists the Chaos Toolkit probe; `rto_table` and
@@ -20,6 +25,7 @@ Python loop per request. `__all__` lists the Chaos Toolkit probe; `rto_table` an
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +51,7 @@ NULL_RTO: dict[str, Any] = {
     "rto_seconds": None,
     "recovered_at": None,
     "uncertainty_seconds": None,
+    "relapses": None,
 }
 
 
@@ -128,6 +135,71 @@ def _percentiles(latency: FloatArray) -> dict[str, float | None]:
     return {"p50": seconds(p50, 3), "p95": seconds(p95, 3), "p99": seconds(p99, 3)}
 
 
+def coverage(t: FloatArray, until: float, window: float) -> BoolArray:
+    """Per request start: whether the next start follows within W (no unobserved gap).
+
+    The last start is followed by `until` (the end of the observation): a stream that
+    stops before the end leaves the rest of the observation uncovered.
+    """
+    following = np.append(t[1:], max(until, float(t[-1])) if t.size else until)
+    return np.asarray((following - t) <= window)
+
+
+@dataclass(frozen=True)
+class _Stream:
+    """One stream's requests in `[t_f, until]` and the state of each forward window."""
+
+    t: FloatArray
+    ok: BoolArray
+    counts: npt.NDArray[np.int64]
+    healthy: BoolArray
+    #: the window holds a failure that puts it below the threshold (however few requests)
+    failing: BoolArray
+    #: healthy and followed by the next start within W: usable for a stability period
+    stable: BoolArray
+    #: seconds of each start's span `[t_i, min(t_{i+1}, horizon))` that nothing observed
+    unobserved: FloatArray
+    fault_at: float
+    horizon: float
+    window: float
+
+    @property
+    def lead(self) -> float:
+        """Seconds from the fault to the first request after it."""
+        return float(self.t[0] - self.fault_at)
+
+    def lead_unobserved(self) -> float:
+        """The lead when it is longer than W (nothing judged it), else 0."""
+        return (
+            min(self.lead, max(self.horizon - self.fault_at, 0.0))
+            if self.lead > self.window
+            else 0.0
+        )
+
+    def unobserved_in(self, begin: float, end: float) -> float:
+        """Unobserved seconds of the spans starting in `[begin, end)` (plus the lead)."""
+        span = (self.t >= begin) & (self.t < end)
+        lead = self.lead_unobserved() if begin <= self.fault_at else 0.0
+        return lead + float(np.sum(self.unobserved[span]))
+
+
+def _stream(
+    t: FloatArray, ok: BoolArray, fault_at: float, until: float, params: RtoParams
+) -> _Stream:
+    window = params.window_seconds
+    counts, ratio, healthy = window_health(t, ok, window, params.threshold, params.min_requests)
+    horizon = until - window
+    failing = ratio < params.threshold
+    stable = healthy & coverage(t, until, window)
+    following = np.append(t[1:], max(until, float(t[-1])))
+    span = np.clip(np.minimum(following, horizon) - t, 0.0, None)
+    # A window with too few requests and no failure shows nothing; a window that
+    # holds requests shows W seconds, and a longer gap to the next start is unseen.
+    thin = (counts < params.min_requests) & ~failing
+    unobserved = np.where(thin, span, np.clip(span - window, 0.0, None))
+    return _Stream(t, ok, counts, healthy, failing, stable, unobserved, fault_at, horizon, window)
+
+
 def rto_of(
     starts: FloatArray,
     ok: BoolArray,
@@ -140,13 +212,15 @@ def rto_of(
     """The RTO figures of one stream of requests (sorted `starts`) for one fault.
 
     `until` ends the observation (the last request start of the run, or the next
-    fault); requests after it are ignored. `latency_until` ends the "during the fault"
-    latency window (default `until`; the fault's revert when known). Returns the
-    result dict; `status` is "no-data" (with `reason`) when the stream cannot show a
-    recovery: no requests after the fault, an observation shorter than
-    `stability + W`, or no window after the fault holding `min_requests` requests.
+    fault on this stream's jurisdiction); requests after it are ignored.
+    `latency_until` ends the "during the fault" latency window (default `until`; the
+    fault's revert when known). Returns the result dict; `status` is "no-data" (with
+    `reason`) when the stream cannot show a recovery: no requests after the fault, an
+    observation shorter than `stability + W`, no window after the fault holding
+    `min_requests` requests, or no recovery while part of the observation after the
+    last failing window went unobserved (too few requests, or a gap longer than W).
     """
-    window, threshold = params.window_seconds, params.threshold
+    window = params.window_seconds
     stability = params.stability_seconds
     base: dict[str, Any] = {
         **NULL_RTO,
@@ -173,7 +247,8 @@ def rto_of(
     t = starts[begin:end]
     good = ok[begin:end]
     lat = latency_ms[begin:end]
-    counts, _ratio, healthy = window_health(t, good, window, threshold, params.min_requests)
+    s = _stream(t, good, fault_at, until, params)
+    counts, healthy = s.counts, s.healthy
     judged = t + window <= until
     if not (counts[judged] >= params.min_requests).any():
         return failed(
@@ -182,13 +257,24 @@ def rto_of(
             f"requests: the request rate is too low for W = {window:g} s",
             **base,
         )
-    idx = earliest_stable(t, healthy, fault_at, stability, until - window, good)
-    if not (~good).any():
-        # Not one failed request after the fault: no impact, however thin the traffic
-        # got (a hung platform still shows, as timed-out requests fail at their start).
-        idx = 0
+    unobserved_total = s.unobserved_in(fault_at, math.inf)
+    base["unobserved_seconds"] = seconds(unobserved_total)
+    idx = earliest_stable(t, s.stable, fault_at, stability, s.horizon, good)
+    if idx is None:
+        hidden = _unobserved_after_last_failure(s)
+        if hidden > 0:
+            return failed(
+                "no-data",
+                f"no recovery shown, and {hidden:.3f} s of the observation after the last "
+                "failing window went unobserved (too few requests): it may have recovered "
+                "unseen",
+                **base,
+            )
+    # No impact only when the stream was seen healthy from the fault on: a first
+    # request more than W after the fault leaves that span unobserved, which counts
+    # against the RTO exactly as a failure there would.
+    impact = not (idx == 0 and s.lead <= window)
     recovered = idx is not None
-    impact = idx != 0
     t_rec = float(t[idx]) if idx is not None else None
     stop = t_rec if t_rec is not None else until - window  # end of the impact period
     n_stop = int(np.searchsorted(t, stop, side="left"))
@@ -209,11 +295,12 @@ def rto_of(
         uncertainty: float | None = float(t[0] - prev)
     elif t_rec is not None and idx is not None:
         recovered_at, rto = t_rec, t_rec - fault_at
-        prev_t = t[idx - 1]
+        prev_t = t[idx - 1] if idx > 0 else fault_at
         next_t = t[idx + 1] if idx + 1 < t.size else t_rec
         uncertainty = float(max(t_rec - prev_t, next_t - t_rec))
     else:
         recovered_at = rto = uncertainty = None
+    relapses = _relapses(s, idx, until) if idx is not None else None
     lat_end = until if latency_until is None else min(latency_until, until)
     during = lat[t < lat_end]
     judged_stop = judged[:n_stop]
@@ -234,6 +321,11 @@ def rto_of(
             ),
             "failed": int(before_stop.size),
             "failed_after_fault": int(fail_idx.size),
+            "failed_after_recovery": int(fail_idx.size - before_stop.size),
+            "relapses": relapses,
+            "unobserved_before_recovery_seconds": seconds(
+                s.unobserved_in(fault_at, t_rec) if t_rec is not None else unobserved_total
+            ),
             "brownout_seconds": seconds(brownout),
             "unhealthy_windows": {
                 "below_threshold": int(
@@ -255,6 +347,49 @@ def rto_of(
             },
         }
     )
+
+
+def _unobserved_after_last_failure(s: _Stream) -> float:
+    """Unobserved seconds after the last window seen failing (from the fault if none)."""
+    seen = np.flatnonzero(s.failing & (s.t <= s.horizon))
+    if not seen.size:
+        return s.unobserved_in(s.fault_at, math.inf)
+    return s.unobserved_in(float(s.t[seen[-1]]), math.inf)
+
+
+def _relapses(s: _Stream, idx: int, until: float) -> list[dict[str, Any]]:
+    """Every return of failures after the recovery at start `idx`.
+
+    A relapse is a maximal run of request starts after the recovery whose windows are
+    not stable (unhealthy, or followed by a gap longer than W) and that holds at least
+    one failed request; a run with no failure is unobserved time, not a relapse. It
+    starts at its first failed request and ends at the first stable start after it
+    (`end_at` null, `ongoing` true, when the observation ended first).
+    """
+    n_h = int(np.searchsorted(s.t, s.horizon, side="right"))
+    bad = ~s.stable[idx + 1 : n_h]
+    edges = np.diff(np.concatenate(([0], bad.astype(np.int8), [0])))
+    out: list[dict[str, Any]] = []
+    for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
+        first, stop = idx + 1 + int(a), idx + 1 + int(b)
+        end_at = float(s.t[stop]) if stop < n_h else None
+        limit = int(np.searchsorted(s.t, end_at if end_at is not None else until, side="left"))
+        if end_at is None:
+            limit = int(np.searchsorted(s.t, until, side="right"))
+        fails = np.flatnonzero(~s.ok[first:limit])
+        if not fails.size:
+            continue
+        start_at = float(s.t[first + int(fails[0])])
+        out.append(
+            {
+                "start_at": seconds(start_at),
+                "end_at": seconds(end_at),
+                "length_seconds": seconds((end_at if end_at is not None else until) - start_at),
+                "failures": int(fails.size),
+                "ongoing": end_at is None,
+            }
+        )
+    return out
 
 
 def _completed(
