@@ -137,7 +137,7 @@ def measure_run(
     # -- client-side RTO
     rto: list[dict[str, Any]] = []
     if faults and not frame.empty:
-        rto = rto_table(frame, faults, options.rto, until)
+        rto = rto_table(frame, faults, options.rto, until, region_jur)
     else:
         reason = failed("no-data", "the timeline is empty") if frame.empty else no_fault
         rto = [
@@ -162,7 +162,13 @@ def measure_run(
         ]
     else:
         rto_prom = prometheus_rto_table(
-            prom, faults, until, options.rto, options.scrape_interval, tuple(residencies)
+            prom,
+            faults,
+            until,
+            options.rto,
+            options.scrape_interval,
+            tuple(residencies),
+            region_jurisdiction=region_jur,
         )
         clients = {(e.get("fault_id"), e["residency"]): e for e in rto if e.get("kind") == ALL}
         for entry in rto_prom:

@@ -26,6 +26,7 @@ Python loop per request. `__all__` lists the Chaos Toolkit probe; `rto_table` an
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -434,19 +435,90 @@ def _groups(frame: pd.DataFrame) -> list[tuple[str, str, npt.NDArray[np.intp]]]:
     return out
 
 
+def touches(fault: Fault, residency: str, region_jurisdiction: Mapping[str, str]) -> bool:
+    """Whether `fault` touches the jurisdiction `residency`; unknown jurisdictions touch all."""
+    theirs = fault.jurisdictions(dict(region_jurisdiction))
+    return not theirs or residency in theirs
+
+
+def observation_end(
+    faults: Sequence[Fault],
+    n: int,
+    residency: str,
+    end: float,
+    region_jurisdiction: Mapping[str, str],
+) -> tuple[float, Fault | None]:
+    """Where fault `n`'s observation of a `residency` stream ends, and the fault ending it.
+
+    At the next fault that touches the same jurisdiction as fault `n`, or the stream's
+    own: a fault elsewhere does not end it (a US kill followed by an EU kill keeps the
+    US outage on the US fault). A fault whose jurisdictions are unknown (no topology,
+    no `details.jurisdiction`) touches every one. `faults` must be in time order.
+    """
+    mapping = dict(region_jurisdiction)
+    mine = faults[n].jurisdictions(mapping)
+    for later in faults[n + 1 :]:
+        theirs = later.jurisdictions(mapping)
+        if not mine or not theirs or residency in theirs or theirs & mine:
+            return min(end, later.applied_at), later
+    return end, None
+
+
+def covering_fault(
+    faults: Sequence[Fault],
+    n: int,
+    residency: str,
+    end: float,
+    region_jurisdiction: Mapping[str, str],
+    starts: FloatArray,
+    ok: BoolArray,
+    window: float,
+) -> str | None:
+    """The fault whose entry judges this stream instead of fault `n`'s, if any.
+
+    Only for a fault that does not touch the stream's jurisdiction (its entry is a
+    blast-radius check): an earlier fault on the stream's jurisdiction still under
+    observation covers the same time; a later one that cut the observation short
+    covers it when the stream had no failure and no gap longer than W until then.
+    None when the entry is the stream's only judge.
+    """
+    fault = faults[n]
+    if not fault.jurisdictions(dict(region_jurisdiction)) or touches(
+        fault, residency, region_jurisdiction
+    ):
+        return None
+    for m in range(n):
+        if touches(faults[m], residency, region_jurisdiction):
+            until_m, _ = observation_end(faults, m, residency, end, region_jurisdiction)
+            if until_m > fault.applied_at:
+                return faults[m].id
+    until, cut = observation_end(faults, n, residency, end, region_jurisdiction)
+    if cut is None or not touches(cut, residency, region_jurisdiction):
+        return None
+    lo, hi = np.searchsorted(starts, [fault.applied_at, until], side="left")
+    edges = np.concatenate(([fault.applied_at], starts[lo:hi], [until]))
+    clean = bool(ok[lo:hi].all()) and float(np.max(np.diff(edges))) <= window
+    return cut.id if clean else None
+
+
 def rto_table(
     frame: pd.DataFrame,
     faults: list[Fault],
     params: RtoParams | None = None,
     until: float | None = None,
+    region_jurisdiction: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """RTO per fault, per traffic kind (and "all") and per residency.
 
-    Each fault is observed until the next fault is applied or the timeline ends
-    (`until` overrides the end). `frame` must be sorted by `t_start` (see
-    `probes.timeline.normalise`).
+    Each fault's observation of a stream ends at the next fault that touches the
+    fault's jurisdiction or the stream's (`observation_end`; `region_jurisdiction`
+    maps the fault targets' regions), or where the timeline ends (`until` overrides
+    the end). An entry whose stream is judged by another fault's entry names it in
+    `covered_by` (see `covering_fault`); the gates skip it. `frame` must be sorted by
+    `t_start` (see `probes.timeline.normalise`).
     """
     params = params or RtoParams()
+    mapping = region_jurisdiction or {}
     if frame.empty:
         return []
     starts = frame["t_start"].to_numpy(dtype=np.float64)
@@ -456,10 +528,8 @@ def rto_table(
     groups = _groups(frame)
     table: list[dict[str, Any]] = []
     for n, fault in enumerate(faults):
-        fault_until = end
-        if n + 1 < len(faults):
-            fault_until = min(end, faults[n + 1].applied_at)
         for kind, residency, rows in groups:
+            fault_until, cut = observation_end(faults, n, residency, end, mapping)
             entry = rto_of(
                 starts[rows],
                 ok[rows],
@@ -469,7 +539,19 @@ def rto_table(
                 params,
                 latency_until=fault.reverted_at,
             )
-            table.append({"kind": kind, "residency": residency, **fault.describe(), **entry})
+            covered = covering_fault(
+                faults, n, residency, end, mapping, starts[rows], ok[rows], params.window_seconds
+            )
+            table.append(
+                {
+                    "kind": kind,
+                    "residency": residency,
+                    **fault.describe(),
+                    **entry,
+                    "observation_ended_by": cut.id if cut is not None else None,
+                    "covered_by": covered,
+                }
+            )
     return table
 
 

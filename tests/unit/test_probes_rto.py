@@ -313,7 +313,7 @@ def test_clients_that_stop_after_the_fault_give_no_data(fails: list[tuple[float,
 def test_bursts_leave_the_time_between_them_unobserved() -> None:
     # After 20 s the clients send 6 requests at once every 3 s: each burst's window is
     # healthy, but nothing watched the 2 s after it, so no stability can be shown.
-    starts, ok, latency = stream([(10, 15)])
+    starts, ok, _latency = stream([(10, 15)])
     dense = starts < T0 + 20.0
     bursts = np.repeat(T0 + np.arange(20.0, 60.0, 3.0), 6)
     t = np.concatenate([starts[dense], bursts])
@@ -410,3 +410,68 @@ def test_a_failure_in_flight_at_the_fault_counts_where_it_completed() -> None:
     result = rto_of(starts, ok, latency, FAULT, float(starts[-1]), RtoParams())
     assert (result["rto_seconds"], result["failed"]) == (5.0, 40)  # starts decide the RTO
     assert result["last_failure_completed_at"] == T0 + 15.875
+
+
+REGIONS = {"us-east": "us", "us-west": "us", "eu-west": "eu", "eu-central": "eu"}
+
+
+def two_kills(eu_fails: list[tuple[float, float]]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """A US kill at T0 + 10 (US outage 10-15) and an EU kill 3 s later."""
+    us_starts, us_ok, _ = stream([(10, 15)])
+    eu_starts, eu_ok, _ = stream(eu_fails)
+    data = frame([("predict", "us", us_starts, us_ok), ("predict", "eu", eu_starts, eu_ok)])
+    faults = [
+        Fault("us-kill", "kill-region", "us-east", FAULT),
+        Fault("eu-kill", "kill-region", "eu-west", T0 + 13.0),
+    ]
+    table = rto_table(data, faults, region_jurisdiction=REGIONS)
+    return {(e["fault_id"], e["kind"], e["residency"]): e for e in table}
+
+
+def test_each_outage_is_measured_from_its_own_fault() -> None:
+    table = two_kills([(13, 16)])
+    us = table["us-kill", "all", "us"]
+    assert (us["status"], us["rto_seconds"], us["observed_until"]) == ("ok", 5.0, END)
+    assert (us["observation_ended_by"], us["covered_by"]) == (None, None)
+    eu = table["eu-kill", "all", "eu"]
+    assert (eu["status"], eu["rto_seconds"], eu["covered_by"]) == ("ok", 3.0, None)
+    # The EU stream under the US kill: cut by the EU kill 3 s later, and clean until
+    # then, so the EU kill's entry judges it.
+    cut = table["us-kill", "all", "eu"]
+    assert (cut["status"], cut["observation_ended_by"], cut["covered_by"]) == (
+        "no-data",
+        "eu-kill",
+        "eu-kill",
+    )
+    # The US stream under the EU kill is still the US kill's: its entry covers it.
+    assert table["eu-kill", "all", "us"]["covered_by"] == "us-kill"
+
+
+def test_a_failure_before_the_other_jurisdictions_fault_is_not_covered() -> None:
+    # The EU stream failed at T0 + 11, under the US kill, before its own fault: that
+    # failure belongs to no entry but the cut one, which stays no-data (inconclusive).
+    cut = two_kills([(11, 11.125), (13, 16)])["us-kill", "all", "eu"]
+    assert (cut["status"], cut["covered_by"]) == ("no-data", None)
+
+
+def test_without_a_topology_every_fault_ends_the_previous_observation() -> None:
+    starts, ok, _ = stream([(10, 15)])
+    data = frame([("predict", "us", starts, ok)])
+    faults = [Fault("a", "x", "us-east", FAULT), Fault("b", "x", "eu-west", T0 + 13.0)]
+    first = rto_table(data, faults)[0]
+    assert (first["status"], first["observed_until"]) == ("no-data", T0 + 13.0)
+    with_topology = rto_table(data, faults, region_jurisdiction=REGIONS)[0]
+    assert (with_topology["status"], with_topology["rto_seconds"]) == ("ok", 5.0)
+
+
+def test_a_second_fault_on_the_same_jurisdiction_ends_the_first() -> None:
+    starts, ok, _ = stream([(10, 15), (40, 45)])
+    data = frame([("predict", "us", starts, ok)])
+    faults = [Fault("a", "x", "us-east", FAULT), Fault("b", "x", "us-west", T0 + 40.0)]
+    first, _, second, _ = rto_table(data, faults, region_jurisdiction=REGIONS)
+    assert (first["observed_until"], first["rto_seconds"], first["relapses"]) == (
+        T0 + 40.0,
+        5.0,
+        [],
+    )
+    assert (second["rto_seconds"], second["covered_by"]) == (5.0, None)
