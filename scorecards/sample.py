@@ -24,6 +24,7 @@ TARGET_GATES = """
 version: 1
 gates:
   rto_seconds: {less_than: 60}
+  relapses: {at_most: 0}
   rpo_seconds: {less_than: 300}
   lost_after_fault: {at_most: 0}
   residency_violations: {at_most: 0}
@@ -67,6 +68,8 @@ def sample_measurements(
             "recovered_at": None if rto is None else fault_at + rto,
             "uncertainty_seconds": 0.05,
             "failed": failed,
+            "failed_after_fault": failed,
+            "relapses": None if rto is None else [],
             "requests": requests,
             "p99_latency_ms_during_fault": p99,
             "brownout_seconds": 0.0 if rto is None else round(rto * 0.2, 2),
