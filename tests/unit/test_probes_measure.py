@@ -17,8 +17,12 @@ from click.testing import CliRunner
 from experiments.cmd_measure import measure as measure_command
 from infra.errors import ConfigError
 from probes.discovery import activities, discover, portable_type
-from probes.measure import Options, measure, measure_run
+from probes.measure import Options, measure, measure_run, write_measurements
 from probes.rpo import MemoryWriteStore
+from scorecards.evaluate import Verdict, evaluate
+from scorecards.gates import parse_gates
+from scorecards.rundir import load_run
+from scorecards.sample import TARGET_GATES
 
 T0 = 1_700_000_000.0
 DT = 0.125
@@ -277,3 +281,59 @@ def test_portable_types() -> None:
     assert portable_type(str) == "string"
     assert portable_type(float | None) == "number | null"
     assert portable_type(dict[str, Any]) == "mapping"
+
+
+def two_kills(path: Path) -> Path:
+    """make_run, plus an EU kill 3 s after the US kill: EU predictions fail 13-16 s."""
+    run = make_run(path)
+    frame = pd.read_parquet(run / "timeline.parquet")
+    offset = frame["t_start"] - T0
+    hit = (frame["residency"] == "eu") & (offset >= 13) & (offset < 16)
+    frame.loc[hit, "ok"] = False
+    frame.to_parquet(run / "timeline.parquet")
+    (run / "events.jsonl").write_text(
+        "".join(
+            f'{{"type": "fault", "fault": "kill-region", "target": "{target}", "id": "{fid}", '
+            f'"applied_at": {T0 + at}, "reverted_at": null}}\n'
+            for fid, target, at in (("us-kill", "us-east", 10.0), ("eu-kill", "eu-west", 13.0))
+        )
+    )
+    return run
+
+
+def test_overlapping_kills_are_each_measured_from_their_own_fault(tmp_path: Path) -> None:
+
+    run = two_kills(tmp_path / "run")
+    doc = measure_run(run, Options(topology_path=run / "topology.yaml"), stores())
+    rto = {(e["fault_id"], e["kind"], e["residency"]): e for e in doc["rto"]}
+    assert rto["us-kill", "all", "us"]["rto_seconds"] == 5.0
+    assert rto["eu-kill", "all", "eu"]["rto_seconds"] == 3.0
+    assert rto["us-kill", "all", "eu"]["covered_by"] == "eu-kill"
+    assert rto["eu-kill", "all", "us"]["covered_by"] == "us-kill"
+    write_measurements(run, doc)
+    card = evaluate([load_run(run)], parse_gates(TARGET_GATES, Path("g.yaml")), T0 + 100)
+    verdicts = {g.id: (g.verdict, g.value) for g in card.gates}
+    assert verdicts["rto_seconds[all/us]"] == (Verdict.PASS, 5.0)
+    assert verdicts["rto_seconds[all/eu]"] == (Verdict.PASS, 3.0)
+    # Without the topology the faults' jurisdictions are unknown: the EU kill ends the
+    # US kill's observation after 3 s, and the US figure is no-data, never a pass.
+    blind = measure_run(run, Options(), stores())
+    us = next(e for e in blind["rto"] if (e["fault_id"], e["kind"], e["residency"]) == (
+        "us-kill", "all", "us"))  # fmt: skip
+    assert (us["status"], us["observed_until"]) == ("no-data", T0 + 13.0)
+
+
+def test_clients_stopping_at_the_fault_are_inconclusive_never_pass(tmp_path: Path) -> None:
+
+    run = make_run(tmp_path / "run")
+    frame = pd.read_parquet(run / "timeline.parquet")
+    # The eu clients stop 1 s after the fault and never return; us goes on to 60 s.
+    gone = (frame["residency"] == "eu") & (frame["t_start"] >= T0 + 11.0)
+    frame[~gone].to_parquet(run / "timeline.parquet")
+    doc = measure_run(run, Options(topology_path=run / "topology.yaml"), stores())
+    eu = next(e for e in doc["rto"] if (e["kind"], e["residency"]) == ("all", "eu"))
+    assert (eu["status"], eu["rto_seconds"], eu["impact"]) == ("no-data", None, None)
+    write_measurements(run, doc)
+    card = evaluate([load_run(run)], parse_gates(TARGET_GATES, Path("g.yaml")), T0 + 100)
+    assert {g.id: g.verdict for g in card.gates}["rto_seconds[all/eu]"] == Verdict.INCONCLUSIVE
+    assert card.verdict == Verdict.INCONCLUSIVE
