@@ -12,9 +12,15 @@ least `min_requests` responses and a ratio of at least `threshold`; recovery is 
 earliest scrape after the fault from which every interval for `stability_seconds` is
 healthy.
 
-Missing data is unhealthy, never "no errors": a scrape gap longer than 1.5 intervals, a
-code series absent at one end of an interval, or no samples at all up to the end of
-the observation make those intervals unhealthy.
+The series of one jurisdiction are aggregated before taking increments: series equal
+but for `job` (one counter scraped by two jobs) count once, and the others (a router
+restarted under a new `instance`, two routers) are made cumulative across their own
+resets and summed per code on common scrape rounds.
+
+Missing data is unhealthy, never "no errors": a gap between scrape rounds longer than
+1.5 intervals, a series absent from a round while it was alive or gone with no
+successor, or no samples at all up to the end of the observation make those intervals
+unhealthy.
 
 Bias (stated in every result): recovery is quantised to scrape timestamps, so it is
 reported between 0 and one scrape interval after the true recovery; and HAProxy counts
