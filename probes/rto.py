@@ -578,9 +578,12 @@ def client_rto(
     `min_requests` requests and a success ratio of at least `threshold`. The result has
     `rto_seconds` (0 with `impact: false` when nothing was affected; null with
     `recovered: false` when it did not recover before the timeline ends),
-    `recovered_at`, `uncertainty_seconds`, failures, brownout seconds and latency
-    percentiles during the fault, and `status`: "ok", "no-data" (too few requests,
-    no fault, observation too short: never a pass) or "error" (unreadable input).
+    `recovered_at`, `uncertainty_seconds`, failures, each relapse after the recovery,
+    the seconds no window watched (`unobserved_seconds`: time without enough requests
+    is never healthy), brownout seconds and latency percentiles during the fault, and
+    `status`: "ok", "no-data" (too few requests, no fault, observation too short, or
+    unobserved time where a recovery could have hidden: never a pass) or "error"
+    (unreadable input).
     """
     context = {"kind": kind, "residency": residency}
     try:
