@@ -327,6 +327,10 @@ def rto_of(
             "unobserved_before_recovery_seconds": seconds(
                 s.unobserved_in(fault_at, t_rec) if t_rec is not None else unobserved_total
             ),
+            # A relapse could hide in time no window watched after the recovery.
+            "unobserved_after_recovery_seconds": seconds(
+                s.unobserved_in(t_rec, math.inf) if t_rec is not None else None
+            ),
             "brownout_seconds": seconds(brownout),
             "unhealthy_windows": {
                 "below_threshold": int(

@@ -415,6 +415,14 @@ def _relapse_obs(
     if blocked and count == 0:
         # A saturated generator can hide a relapse; one it saw still counts.
         return Observation(run.name, count, Verdict.INCONCLUSIVE, blocked, evidence)
+    hidden = _num(entry.get("unobserved_after_recovery_seconds"))
+    if count == 0 and hidden:
+        evidence["unobserved_after_recovery_seconds"] = hidden
+        reason = (
+            f"no relapse seen, but {fmt(hidden, 's')} after the recovery went unobserved "
+            "(too few requests): a relapse could hide there"
+        )
+        return Observation(run.name, count, Verdict.INCONCLUSIVE, reason, evidence)
     return Observation(run.name, count, None, "", evidence)
 
 

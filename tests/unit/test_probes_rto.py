@@ -361,6 +361,17 @@ def test_a_relapse_still_failing_at_the_end_is_ongoing() -> None:
     ]
 
 
+def test_silence_after_the_recovery_is_reported_as_unobserved() -> None:
+    # Recovered at 15 (stable to 25), then no request from 30 to 40: 10 s in which a
+    # relapse could hide; before the recovery everything was watched.
+    result = gap(30, 40, [(10, 15)])
+    assert (result["rto_seconds"], result["relapses"]) == (5.0, [])
+    # The window at 29.875 holds one request (its span 29.875-40 is unseen), and those
+    # at 29.5, 29.625, 29.75 hold 4, 3, 2: 10.125 + 0.375 s.
+    assert result["unobserved_after_recovery_seconds"] == 10.5
+    assert result["unobserved_before_recovery_seconds"] == 0.0
+
+
 def test_a_stream_never_recovered_has_no_relapses_to_count() -> None:
     assert measure([(10, 60)])["relapses"] is None
 

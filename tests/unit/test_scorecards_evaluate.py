@@ -481,6 +481,20 @@ def test_a_relapse_fails_its_gate_and_burns_the_error_budget(tmp_path: Path) -> 
     assert card.verdict == FAIL
 
 
+def test_no_relapse_seen_in_unobserved_time_is_inconclusive(tmp_path: Path) -> None:
+    card = score(tmp_path, set_rto("unobserved_after_recovery_seconds", 10.5))
+    result = next(g for g in card.gates if g.id == "relapses[predict/us]")
+    assert result.verdict == INCONCLUSIVE
+    assert "10.5 s after the recovery went unobserved" in result.reason
+
+    # A relapse that was seen fails whatever else went unseen.
+    def both(doc: dict[str, Any]) -> None:
+        _relapse(doc)
+        doc["rto"][0]["unobserved_after_recovery_seconds"] = 10.5
+
+    assert gate(score(tmp_path / "b", both), "relapses[predict/us]") == FAIL
+
+
 def test_the_relapses_gate_can_be_loosened(tmp_path: Path) -> None:
     card = score(tmp_path, _relapse, gate_text="  relapses: {at_most: 1}\n")
     assert gate(card, "relapses[predict/us]") == PASS
