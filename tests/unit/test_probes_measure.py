@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from experiments.cmd_measure import measure as measure_command
 from infra.errors import ConfigError
 from probes.discovery import activities, discover, portable_type
-from probes.measure import Options, measure, measure_run, write_measurements
+from probes.measure import Options, measure, measure_run
 from probes.rpo import MemoryWriteStore
 from scorecards.evaluate import Verdict, evaluate
 from scorecards.gates import parse_gates
@@ -310,7 +310,7 @@ def test_overlapping_kills_are_each_measured_from_their_own_fault(tmp_path: Path
     assert rto["eu-kill", "all", "eu"]["rto_seconds"] == 3.0
     assert rto["us-kill", "all", "eu"]["covered_by"] == "eu-kill"
     assert rto["eu-kill", "all", "us"]["covered_by"] == "us-kill"
-    write_measurements(run, doc)
+    (run / "measurements.json").write_text(json.dumps(doc))
     card = evaluate([load_run(run)], parse_gates(TARGET_GATES, Path("g.yaml")), T0 + 100)
     verdicts = {g.id: (g.verdict, g.value) for g in card.gates}
     assert verdicts["rto_seconds[all/us]"] == (Verdict.PASS, 5.0)
@@ -333,7 +333,28 @@ def test_clients_stopping_at_the_fault_are_inconclusive_never_pass(tmp_path: Pat
     doc = measure_run(run, Options(topology_path=run / "topology.yaml"), stores())
     eu = next(e for e in doc["rto"] if (e["kind"], e["residency"]) == ("all", "eu"))
     assert (eu["status"], eu["rto_seconds"], eu["impact"]) == ("no-data", None, None)
-    write_measurements(run, doc)
+    (run / "measurements.json").write_text(json.dumps(doc))
     card = evaluate([load_run(run)], parse_gates(TARGET_GATES, Path("g.yaml")), T0 + 100)
     assert {g.id: g.verdict for g in card.gates}["rto_seconds[all/eu]"] == Verdict.INCONCLUSIVE
     assert card.verdict == Verdict.INCONCLUSIVE
+
+
+def test_the_regions_world_json_recorded_place_the_faults(tmp_path: Path) -> None:
+    run = two_kills(tmp_path / "run")
+    regions = [
+        {"name": name, "provider": "aws", "jurisdiction": name[:2]}
+        for name in ("us-east", "us-west", "eu-west")
+    ]
+    # The topology file it names is gone (the run was copied elsewhere): the regions
+    # recorded in the run directory are enough.
+    world = {"regions": regions, "topology": str(tmp_path / "gone.yaml")}
+    (run / "world.json").write_text(json.dumps(world))
+    doc = measure_run(run, Options(), stores())
+    assert doc["inputs"]["topology"]["source"] == "world.json regions"
+    us = next(e for e in doc["rto"] if (e["fault_id"], e["kind"], e["residency"]) == (
+        "us-kill", "all", "us"))  # fmt: skip
+    assert (us["status"], us["rto_seconds"]) == ("ok", 5.0)
+    # A region list missing a jurisdiction is no map at all, never a partial one.
+    regions[0] = {"name": "us-east"}
+    (run / "world.json").write_text(json.dumps({"regions": regions}))
+    assert measure_run(run, Options(), stores())["inputs"]["topology"]["status"] == "no-data"

@@ -520,7 +520,7 @@ def _two_faults(doc: dict[str, Any]) -> None:
         {"residency": "us", "fault_id": "f1", "status": "ok", "rto_seconds": 15.0,
          "mismatch": False},
         {"residency": "us", "fault_id": "f2", "status": "ok", "rto_seconds": 99.0,
-         "mismatch": True},
+         "instrumentation_mismatch": True, "mismatch": True},
         {"residency": "eu", "fault_id": "f2", "status": "ok", "rto_seconds": 0.0,
          "mismatch": False},
     ]  # fmt: skip
