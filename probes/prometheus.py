@@ -140,15 +140,22 @@ def _labels(entry: dict[str, Any], drop: tuple[str, ...]) -> tuple[tuple[str, st
 def distinct_counters(series: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One series per counter: series equal but for `job` are one counter scraped twice.
 
-    Of such duplicates the one with the most samples is kept (summing both would count
-    every response twice, and aligning their offset scrape times leaves holes).
+    Of such duplicates the one spanning the longest time (then: with the most samples)
+    is kept: summing both would count every response twice, and interleaving their
+    samples would read scrape jitter between the two as counter resets.
     """
     best: dict[tuple[tuple[str, str], ...], dict[str, Any]] = {}
     for entry in series:
         key = _labels(entry, ("__name__", *SCRAPE_LABELS))
-        if key not in best or len(entry.get("values", [])) > len(best[key].get("values", [])):
+        if key not in best or _coverage(entry) > _coverage(best[key]):
             best[key] = entry
     return list(best.values())
+
+
+def _coverage(entry: dict[str, Any]) -> tuple[float, int]:
+    """(seconds from first to last sample, samples) of a matrix entry."""
+    stamps = [float(v[0]) for v in entry.get("values", [])]
+    return (max(stamps) - min(stamps) if stamps else -1.0, len(stamps))
 
 
 def scrape_grid(stamps: list[np.ndarray], scrape_interval: float) -> np.ndarray:

@@ -161,6 +161,23 @@ def test_the_same_counters_scraped_by_two_jobs_count_once() -> None:
     assert iv.total[0] == 100.0  # not 200: one counter, read twice
 
 
+def test_of_two_jobs_the_one_that_kept_scraping_is_read() -> None:
+    # Job a stops scraping at T0 + 20 but took more samples before (every 0.25 s):
+    # job b, which covers the whole observation, is the one read.
+    ok, bad = outage(10, 15)
+    dense = [
+        labelled(series(code, rates), 0.0, job="a") for code, rates in (("2xx", ok), ("5xx", bad))
+    ]
+    for entry in dense:
+        quarters = [[t + q, v] for t, v in entry["values"] for q in (0.0, 0.25, 0.5, 0.75)]
+        entry["values"] = quarters[:80]
+    full = [
+        labelled(series(code, rates), 0.2, job="b") for code, rates in (("2xx", ok), ("5xx", bad))
+    ]
+    result, _ = judged(dense + full)
+    assert (result["recovered"], result["missing_intervals"]) == (True, 0)
+
+
 def test_a_router_restarted_under_a_new_instance_continues_the_count() -> None:
     # The router restarts at T0 + 30 as instance b: its counters start from 0 and
     # its first scrape (T0 + 31) holds the responses of second 30. Before: every
