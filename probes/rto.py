@@ -142,8 +142,12 @@ def coverage(t: FloatArray, until: float, window: float) -> BoolArray:
     The last start is followed by `until` (the end of the observation): a stream that
     stops before the end leaves the rest of the observation uncovered.
     """
-    following = np.append(t[1:], max(until, float(t[-1])) if t.size else until)
-    return np.asarray((following - t) <= window)
+    return np.asarray((_following(t, until) - t) <= window)
+
+
+def _following(t: FloatArray, until: float) -> FloatArray:
+    """The next request start after each one; `until` after the last."""
+    return np.append(t[1:], max(until, float(t[-1])) if t.size else until)
 
 
 @dataclass(frozen=True)
@@ -191,8 +195,8 @@ def _stream(
     counts, ratio, healthy = window_health(t, ok, window, params.threshold, params.min_requests)
     horizon = until - window
     failing = ratio < params.threshold
-    stable = healthy & coverage(t, until, window)
-    following = np.append(t[1:], max(until, float(t[-1])))
+    following = _following(t, until)
+    stable = healthy & ((following - t) <= window)
     span = np.clip(np.minimum(following, horizon) - t, 0.0, None)
     # A window with too few requests and no failure shows nothing; a window that
     # holds requests shows W seconds, and a longer gap to the next start is unseen.
@@ -378,8 +382,9 @@ def _relapses(s: _Stream, idx: int, until: float) -> list[dict[str, Any]]:
     for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
         first, stop = idx + 1 + int(a), idx + 1 + int(b)
         end_at = float(s.t[stop]) if stop < n_h else None
-        limit = int(np.searchsorted(s.t, end_at if end_at is not None else until, side="left"))
-        if end_at is None:
+        if end_at is not None:
+            limit = int(np.searchsorted(s.t, end_at, side="left"))
+        else:
             limit = int(np.searchsorted(s.t, until, side="right"))
         fails = np.flatnonzero(~s.ok[first:limit])
         if not fails.size:
