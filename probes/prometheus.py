@@ -278,7 +278,18 @@ def rto_of_intervals(
     params: RtoParams,
     scrape_interval: float,
 ) -> dict[str, Any]:
-    """The RTO definition on scrape intervals (see the module docstring)."""
+    """The RTO definition on scrape intervals (see the module docstring).
+
+    "no-data" when the observation after the fault is shorter than the stability period
+    plus one interval (as on the client side: no recovery could be shown), or holds no
+    interval with `min_requests` responses.
+    """
+    if until - fault_at < params.stability_seconds + scrape_interval:
+        return failed(
+            "no-data",
+            f"observation after the fault ({until - fault_at:.3f} s) is shorter than "
+            f"stability + scrape interval ({params.stability_seconds + scrape_interval:g} s)",
+        )
     starts, ends, healthy, missing = iv.starts, iv.ends, iv.healthy, iv.missing
     keep = starts < until
     starts, ends, healthy, missing = starts[keep], ends[keep], healthy[keep], missing[keep]

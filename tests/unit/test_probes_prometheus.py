@@ -91,6 +91,14 @@ def test_too_few_responses_is_no_data() -> None:
     assert result["status"] == "no-data"
 
 
+def test_an_observation_shorter_than_the_stability_period_is_no_data() -> None:
+    ok, bad = outage(10, 15)
+    iv = intervals_from_series([series("2xx", ok), series("5xx", bad)], PARAMS, 1.0)
+    cut = rto_of_intervals(iv, T0 + 10.0, T0 + 13.0, PARAMS, 1.0)
+    assert (cut["status"], cut.get("rto_seconds")) == ("no-data", None)
+    assert "shorter than stability" in cut["reason"]
+
+
 def test_no_series_is_refused() -> None:
     with pytest.raises(ValueError, match="no series"):
         intervals_from_series([], PARAMS, 1.0)
