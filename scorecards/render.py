@@ -146,7 +146,8 @@ def key_figures(card: Scorecard) -> dict[str, list[list[str]]]:
                 [
                     run.name,
                     f"{e.get('kind', '?')} · {e.get('residency', '?')}",
-                    str(e.get("status", "?")),
+                    str(e.get("status", "?"))
+                    + (f" (judged by {e['covered_by']})" if e.get("covered_by") else ""),
                     shown
                     + (f" ± {fmt(_f(unc), 's')}" if _f(unc) is not None else "")
                     + (f" ({fmt(hidden, 's')} unobserved)" if hidden else ""),

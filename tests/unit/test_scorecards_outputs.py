@@ -118,6 +118,7 @@ def test_the_prometheus_rto_stands_beside_the_client_rto(tmp_path: Path) -> None
     def measured(doc: dict[str, Any]) -> None:
         for entry in doc["rto"]:
             entry["fault_id"] = "f1"
+        doc["rto"][1]["covered_by"] = "f0"
         doc["rto_prometheus"] = [
             {"jurisdiction": "us", "residency": "us", "fault_id": "f1", "status": "ok",
              "rto_seconds": 14.69, "difference_seconds": 0.49, "mismatch_bound_seconds": 2.0,
@@ -134,6 +135,7 @@ def test_the_prometheus_rto_stands_beside_the_client_rto(tmp_path: Path) -> None
     rows = [line for line in markdown.splitlines() if line.startswith("| run | predict")]
     assert [r.split(" | ")[4] for r in rows] == [cell, "no-data"]
     assert "99.0 s" not in markdown  # another fault's figure
+    assert "| write · us | ok (judged by f0) |" in markdown
     assert f"<td>{cell}</td>" in (out / "scorecard.html").read_text()
 
 
