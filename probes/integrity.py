@@ -11,8 +11,8 @@
 - **wrong answers**: canaries whose score was not the known correct one
   (`correct == false`, answered with a 2xx) and predictions whose `X-Model-Digest`
   is not the expected one (given, or else the digest the platform deployed, from its
-  registry manifest via `world.json`, or else the majority answered before the first
-  fault; with none of them the check is `no-data`);
+  registry manifest via `world.json`; without either the check is `no-data`: the
+  answers themselves never define what is right);
   a request that is both counts once.
 - **anti-entropy**: per-key SHA-256 digests of the feature keys of a reference store
   (the primary) compared with each replica's: missing, extra and differing keys.
@@ -136,32 +136,19 @@ def detection_of(
 
 
 # ------------------------------------------------------------------ wrong answers
-DIGEST_SOURCES = ("given", "deployed", "majority-before-fault", "unknown")
-
-
-def majority_digest(frame: pd.DataFrame, before: float | None) -> str | None:
-    """The most common `model_digest` of answered predictions (before `before`)."""
-    mask = frame["model_digest"].notna() & frame["ok"]
-    if before is not None:
-        mask &= frame["t_start"] < before
-    counts = frame.loc[mask, "model_digest"].astype(str).value_counts()
-    return str(counts.index[0]) if len(counts) else None
+DIGEST_SOURCES = ("given", "deployed", "unknown")
 
 
 def expected_digest_of(
-    given: str | None,
-    world: Mapping[str, Any] | None,
-    frame: pd.DataFrame | None = None,
-    first_fault: float | None = None,
+    given: str | None, world: Mapping[str, Any] | None
 ) -> tuple[str | None, str]:
     """The model digest every answer should carry, and where it comes from.
 
     `given` (`--expected-digest`) wins; else what the platform deployed: `world.json`'s
-    `model.digest` (the registry manifest's SHA-256, written by the drill runner); else,
-    for a platform that publishes no manifest (no `model` in `world.json`), the most
-    common digest answered before the first fault. None and "unknown" otherwise (also
-    when `world.json` names a model whose digest it could not read): the digest check is
-    then `no-data`, never skipped.
+    `model.digest` (the registry manifest's SHA-256, written by the drill runner). None
+    and "unknown" otherwise: the digest check is then `no-data`, never skipped. The
+    answers are never asked what is right (a replica corrupt from the start would
+    otherwise define the truth).
     """
     if given:
         return given, "given"
@@ -169,10 +156,6 @@ def expected_digest_of(
     digest = model.get("digest") if isinstance(model, dict) else None
     if isinstance(digest, str) and digest:
         return digest, "deployed"
-    if model is None and frame is not None and first_fault is not None:
-        seen = majority_digest(frame, first_fault)
-        if seen is not None:
-            return seen, "majority-before-fault"
     return None, "unknown"
 
 
@@ -410,28 +393,24 @@ def wrong_answers(
     timeline_path: str,
     expected_digest: str = "",
     since: float | None = None,
-    events_path: str = "",
     world_path: str = "",
 ) -> dict[str, Any]:
     """Wrong answers served: canary mismatches and unexpected model digests.
 
     A canary is wrong when its score differs from the golden one (`correct: false`);
     a prediction is wrong when its `X-Model-Digest` is not `expected_digest` (default:
-    the digest the platform deployed, `model.digest` of the run's `world_path`; for a
-    platform without one, the majority answered before the first fault of
-    `events_path`). With none of them, answers' digests cannot be checked: `status`
-    "no-data". Counts answers started at or after `since` (default: all). Must be 0.
+    the digest the platform deployed, `model.digest` of the run's `world_path`). With
+    neither, answers' digests cannot be checked: `status` "no-data". Counts answers
+    started at or after `since` (default: all). Must be 0.
     """
     from probes.timeline import read_timeline
 
     try:
         frame = read_timeline(Path(timeline_path), columns=("region", "model_digest", "correct"))
         world = read_json(Path(world_path)) if world_path else None
-        faults = read_faults(Path(events_path)) if events_path else []
     except (ConfigError, ValueError) as exc:
         return failed("error", str(exc))
-    first = faults[0].applied_at if faults else None
-    digest, source = expected_digest_of(expected_digest or None, world, frame, first)
+    digest, source = expected_digest_of(expected_digest or None, world)
     return {"digest_source": source, **wrong_answers_of(frame, digest, since)}
 
 

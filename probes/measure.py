@@ -104,9 +104,16 @@ def _faults(run: Path) -> tuple[list[Fault], dict[str, Any]]:
 def _topology(
     options: Options, world: dict[str, Any] | None
 ) -> tuple[dict[str, str], dict[str, Any]]:
+    """Region → jurisdiction: `--topology`, else the regions `world.json` recorded at the
+    run (the run directory's own evidence), else the topology file it names."""
     source = options.topology_path
-    if source is None and world and world.get("topology"):
-        source = Path(str(world["topology"]))
+    if source is None and world:
+        inline = _world_regions(world)
+        if inline:
+            note = {"status": "ok", "reason": None, "source": "world.json regions"}
+            return inline, {**note, "regions": inline}
+        if world.get("topology"):
+            source = Path(str(world["topology"]))
     if source is None:
         reason = "no topology (give --topology, or a world.json naming one)"
         return {}, {"status": "no-data", "reason": reason, "source": None}
@@ -115,6 +122,22 @@ def _topology(
     except ValueError as exc:
         return {}, {"status": "error", "reason": str(exc), "source": str(source)}
     return mapping, {"status": "ok", "reason": None, "source": str(source), "regions": mapping}
+
+
+def _world_regions(world: dict[str, Any]) -> dict[str, str]:
+    """`world.json`'s `regions` list as region → jurisdiction; empty unless every entry
+    names both (a partial map would misplace the faults of the regions it lacks)."""
+    regions = world.get("regions")
+    if not isinstance(regions, list) or not regions:
+        return {}
+    mapping: dict[str, str] = {}
+    for entry in regions:
+        name = entry.get("name") if isinstance(entry, dict) else None
+        jurisdiction = entry.get("jurisdiction") if isinstance(entry, dict) else None
+        if not isinstance(name, str) or not isinstance(jurisdiction, str):
+            return {}
+        mapping[name] = jurisdiction
+    return mapping
 
 
 def _placeholder(reason_entry: dict[str, Any], **fields: Any) -> dict[str, Any]:
@@ -157,7 +180,7 @@ def measure_run(
     # -- client-side RTO
     rto: list[dict[str, Any]] = []
     if faults and not frame.empty:
-        rto = rto_table(frame, faults, options.rto, until)
+        rto = rto_table(frame, faults, options.rto, until, region_jur)
     else:
         reason = failed("no-data", "the timeline is empty") if frame.empty else no_fault
         rto = [
@@ -182,7 +205,13 @@ def measure_run(
         ]
     else:
         rto_prom = prometheus_rto_table(
-            prom, faults, until, options.rto, options.scrape_interval, tuple(residencies)
+            prom,
+            faults,
+            until,
+            options.rto,
+            options.scrape_interval,
+            tuple(residencies),
+            region_jurisdiction=region_jur,
         )
         clients = {(e.get("fault_id"), e["residency"]): e for e in rto if e.get("kind") == ALL}
         for entry in rto_prom:
@@ -212,8 +241,7 @@ def measure_run(
         ]
 
     # -- integrity and residency
-    first_fault = faults[0].applied_at if faults else None
-    digest, digest_source = expected_digest_of(options.expected_digest, world, frame, first_fault)
+    digest, digest_source = expected_digest_of(options.expected_digest, world)
     integrity = integrity_table(
         frame, faults, until, digest, options.settle_seconds, digest_source, region_jur
     )

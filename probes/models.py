@@ -134,7 +134,7 @@ class IntegrityEntry(_Entry):
     canary_mismatches: int | None = None
     unexpected_digests: int | None = None
     expected_digest: str | None = None
-    digest_source: Literal["given", "deployed", "majority-before-fault", "unknown"] | None = None
+    digest_source: Literal["given", "deployed", "unknown"] | None = None
     canaries_checked: int | None = None
     answers_with_digest: int | None = None
     detected: bool | None = None

@@ -12,9 +12,15 @@ least `min_requests` responses and a ratio of at least `threshold`; recovery is 
 earliest scrape after the fault from which every interval for `stability_seconds` is
 healthy.
 
-Missing data is unhealthy, never "no errors": a scrape gap longer than 1.5 intervals, a
-code series absent at one end of an interval, or no samples at all up to the end of
-the observation make those intervals unhealthy.
+The series of one jurisdiction are aggregated before taking increments: series equal
+but for `job` (one counter scraped by two jobs) count once, and the others (a router
+restarted under a new `instance`, two routers) are made cumulative across their own
+resets and summed per code on common scrape rounds.
+
+Missing data is unhealthy, never "no errors": a gap between scrape rounds longer than
+1.5 intervals, a series absent from a round while it was alive or gone with no
+successor, or no samples at all up to the end of the observation make those intervals
+unhealthy.
 
 Bias (stated in every result): recovery is quantised to scrape timestamps, so it is
 reported between 0 and one scrape interval after the true recovery; and HAProxy counts
@@ -26,18 +32,18 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import requests
 from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
 from probes.result import failed, record, seconds
-from probes.rto import NULL_RTO, RtoParams, earliest_stable
+from probes.rto import NULL_RTO, RtoParams, earliest_stable, observation_end
 from probes.rundir import Fault
 
 __all__ = ["prometheus_rto", "replication_lag_at_fault"]
@@ -119,6 +125,82 @@ class Intervals:
     good: np.ndarray
 
 
+#: Labels that do not tell one counter from another: the same counter scraped by two
+#: jobs differs only in `job`.
+SCRAPE_LABELS = ("job",)
+#: Labels that change when the counter's process is replaced (a restarted router).
+PROCESS_LABELS = ("instance",)
+
+
+def _labels(entry: dict[str, Any], drop: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    labels = entry.get("metric", {})
+    return tuple(sorted((str(k), str(v)) for k, v in labels.items() if k not in drop))
+
+
+def distinct_counters(series: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One series per counter: series equal but for `job` are one counter scraped twice.
+
+    Of such duplicates the one spanning the longest time (then: with the most samples)
+    is kept: summing both would count every response twice, and interleaving their
+    samples would read scrape jitter between the two as counter resets.
+    """
+    best: dict[tuple[tuple[str, str], ...], dict[str, Any]] = {}
+    for entry in series:
+        key = _labels(entry, ("__name__", *SCRAPE_LABELS))
+        if key not in best or _coverage(entry) > _coverage(best[key]):
+            best[key] = entry
+    return list(best.values())
+
+
+def _coverage(entry: dict[str, Any]) -> tuple[float, int]:
+    """(seconds from first to last sample, samples) of a matrix entry."""
+    stamps = [float(v[0]) for v in entry.get("values", [])]
+    return (max(stamps) - min(stamps) if stamps else -1.0, len(stamps))
+
+
+def scrape_grid(stamps: list[np.ndarray], scrape_interval: float) -> np.ndarray:
+    """One time per scrape round: stamps within 0.9 interval of a round's first join it.
+
+    Series scraped at different offsets (two routers, two targets) fall into the same
+    round; a round is dated by its latest sample, so every sample of it is known then.
+    """
+    every = np.unique(np.concatenate(stamps)) if stamps else np.array([], dtype=np.float64)
+    rounds: list[float] = []
+    first = -math.inf
+    for stamp in every.tolist():
+        if stamp - first > 0.9 * scrape_interval:
+            first = stamp
+            rounds.append(stamp)
+        else:
+            rounds[-1] = stamp
+    return np.array(rounds, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class _Counter:
+    """One counter's samples, made cumulative across resets."""
+
+    labels: tuple[tuple[str, str], ...]
+    code: str
+    stamps: np.ndarray
+    cumulative: np.ndarray
+    first_value: float
+
+    @classmethod
+    def of(cls, entry: dict[str, Any], code_label: str) -> _Counter:
+        values = sorted((round(float(v[0]), 3), float(v[1])) for v in entry.get("values", []))
+        stamps = np.array([v[0] for v in values], dtype=np.float64)
+        numbers = np.array([v[1] for v in values], dtype=np.float64)
+        stamps, keep = np.unique(stamps, return_index=True)
+        numbers = numbers[keep]
+        steps = np.diff(numbers)
+        steps = np.where(steps < 0, numbers[1:], steps)  # a reset: the new value counts
+        cumulative = np.concatenate(([0.0], np.cumsum(steps)))
+        code = str(entry.get("metric", {}).get(code_label, ""))
+        labels = _labels(entry, ("__name__", *SCRAPE_LABELS, *PROCESS_LABELS))
+        return cls(labels, code, stamps, cumulative, float(numbers[0]) if numbers.size else 0.0)
+
+
 def intervals_from_series(
     series: list[dict[str, Any]],
     params: RtoParams,
@@ -126,38 +208,67 @@ def intervals_from_series(
     success_code: str = "2xx",
     code_label: str = "code",
 ) -> Intervals:
-    """Per-scrape-interval increments and health of one jurisdiction's counter series.
+    """Per-scrape-round increments and health of one jurisdiction's counter series.
 
-    `series` are Prometheus matrix entries (`metric`, `values`) of one group, one per
-    code. Raises ValueError on an empty group.
+    `series` are Prometheus matrix entries (`metric`, `values`) of one jurisdiction:
+    one per code, and possibly per router process (`instance`) and scrape job.
+    Duplicates scraped by two jobs count once (`distinct_counters`); the others are
+    summed per code after each was made cumulative across its own resets, so a router
+    restarted under a new `instance` continues the old one's count: the new series'
+    first value is what it counted since it appeared. A series absent from a round
+    while it was alive, or gone before the end with no successor (the same labels but
+    `instance`), makes the intervals around it missing. Raises ValueError on an empty
+    group.
     """
     if not series:
         raise ValueError("no series")
-    columns: dict[str, pd.Series] = {}
-    success: list[str] = []
-    for n, entry in enumerate(series):
-        labels = entry.get("metric", {})
-        name = f"{n}:{labels.get(code_label, '')}"
-        values = entry.get("values", [])
-        stamps = np.round(np.array([float(v[0]) for v in values], dtype=np.float64), 3)
-        numbers = np.array([float(v[1]) for v in values], dtype=np.float64)
-        columns[name] = pd.Series(numbers, index=stamps).groupby(level=0).last()
-        if labels.get(code_label) == success_code:
-            success.append(name)
-    table = pd.DataFrame(columns).sort_index()
-    stamps = table.index.to_numpy(dtype=np.float64)
-    values = table.to_numpy(dtype=np.float64)
-    diffs = values[1:] - values[:-1]
-    diffs = np.where(diffs < 0, values[1:], diffs)  # counter reset: the new value counts
-    absent = np.isnan(values[1:]).any(axis=1) | np.isnan(values[:-1]).any(axis=1)
-    gaps = (stamps[1:] - stamps[:-1]) > GAP_FACTOR * scrape_interval
-    total = np.nansum(diffs, axis=1)
-    mask = np.array([c in success for c in table.columns], dtype=bool)
-    good = np.nansum(diffs[:, mask], axis=1) if mask.any() else np.zeros_like(total)
+    counters = [_Counter.of(e, code_label) for e in distinct_counters(series)]
+    counters = [c for c in counters if c.stamps.size]
+    if not counters:
+        raise ValueError("no samples")
+    grid = scrape_grid([c.stamps for c in counters], scrape_interval)
+    n = grid.size
+    total_cum = np.zeros(n)
+    good_cum = np.zeros(n)
+    absent = np.zeros(n, dtype=bool)
+    for counter in counters:
+        # The round each sample belongs to, and the counter's value as of each round.
+        rounds = np.searchsorted(grid, counter.stamps, side="left")
+        born = rounds[0] > 0
+        at = np.searchsorted(counter.stamps, grid, side="right") - 1
+        value = np.where(at >= 0, counter.cumulative[np.maximum(at, 0)], 0.0)
+        if born:
+            value = np.where(at >= 0, value + counter.first_value, 0.0)
+        total_cum += value
+        if counter.code == success_code:
+            good_cum += value
+        alive = np.zeros(n, dtype=bool)
+        last = int(rounds[-1])
+        if last < n - 1 and not _succeeded(counter, counters):
+            last = n - 1  # gone for good: every later round misses it
+        alive[int(rounds[0]) : last + 1] = True
+        seen = np.zeros(n, dtype=bool)
+        seen[rounds] = True
+        absent |= alive & ~seen
+    total = np.diff(total_cum)
+    good = np.diff(good_cum)
+    gaps = np.diff(grid) > GAP_FACTOR * scrape_interval
+    missing = absent[1:] | absent[:-1] | gaps
     ratio = good / np.maximum(total, 1)
-    missing = absent | gaps
     healthy = ~missing & (total >= params.min_requests) & (ratio >= params.threshold)
-    return Intervals(stamps[:-1], stamps[1:], healthy, missing, total, good)
+    return Intervals(grid[:-1], grid[1:], healthy, missing, total, good)
+
+
+def _succeeded(counter: _Counter, counters: list[_Counter]) -> bool:
+    """Whether a later series carries on `counter` (same labels but `instance`)."""
+    end = float(counter.stamps[-1])
+    return any(
+        other is not counter
+        and other.labels == counter.labels
+        and other.code == counter.code
+        and float(other.stamps[0]) > end
+        for other in counters
+    )
 
 
 def rto_of_intervals(
@@ -167,7 +278,18 @@ def rto_of_intervals(
     params: RtoParams,
     scrape_interval: float,
 ) -> dict[str, Any]:
-    """The RTO definition on scrape intervals (see the module docstring)."""
+    """The RTO definition on scrape intervals (see the module docstring).
+
+    "no-data" when the observation after the fault is shorter than the stability period
+    plus one interval (as on the client side: no recovery could be shown), or holds no
+    interval with `min_requests` responses.
+    """
+    if until - fault_at < params.stability_seconds + scrape_interval:
+        return failed(
+            "no-data",
+            f"observation after the fault ({until - fault_at:.3f} s) is shorter than "
+            f"stability + scrape interval ({params.stability_seconds + scrape_interval:g} s)",
+        )
     starts, ends, healthy, missing = iv.starts, iv.ends, iv.healthy, iv.missing
     keep = starts < until
     starts, ends, healthy, missing = starts[keep], ends[keep], healthy[keep], missing[keep]
@@ -240,20 +362,28 @@ def prometheus_rto_table(
     group_label: str = "proxy",
     group_prefix: str = "jur_",
     success_code: str = "2xx",
+    region_jurisdiction: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """Prometheus-side RTO per fault and per jurisdiction (router backend).
 
-    Each fault is observed until the next one (or `until`). `jurisdictions` that have
-    no series at all get an entry with status "no-data"; Prometheus unreachable gives
-    status "error" with the reason.
+    Each fault's observation of a jurisdiction ends at the next fault touching the
+    fault's jurisdiction or that one (`probes.rto.observation_end`, with
+    `region_jurisdiction` mapping regions), or at `until`. The series of a
+    jurisdiction are aggregated before taking increments (`intervals_from_series`).
+    `jurisdictions` that have no series at all get an entry with status "no-data";
+    Prometheus unreachable gives status "error" with the reason.
     """
     params = params or RtoParams()
+    mapping = region_jurisdiction or {}
     selector = router_selector(group_label, group_prefix)
     table: list[dict[str, Any]] = []
     for n, fault in enumerate(faults):
-        fault_until = until if n + 1 == len(faults) else min(until, faults[n + 1].applied_at)
+        # One query per fault, long enough for any jurisdiction: a stream of no
+        # jurisdiction ("all") is cut only by faults on the fault's own.
+        names = jurisdictions or ("all",)
+        longest, _ = observation_end(faults, n, "all", until, mapping)
         start = fault.applied_at - params.stability_seconds - 5 * scrape_interval
-        end = fault_until + 2 * scrape_interval
+        end = max(longest, fault.applied_at) + 2 * scrape_interval
         inputs = {
             **params.as_dict(),
             "window_seconds": scrape_interval,
@@ -263,7 +393,6 @@ def prometheus_rto_table(
         common = {
             **NULL_RTO,
             **fault.describe(),
-            "observed_until": seconds(fault_until),
             "method": METHOD,
             "bias": BIAS,
             "inputs": inputs,
@@ -271,12 +400,12 @@ def prometheus_rto_table(
         try:
             promql, matrix = client.samples(selector, start, end)
         except PrometheusUnavailable as exc:
-            names = jurisdictions or ("all",)
             table += [
                 {
                     "jurisdiction": j,
                     "residency": j,
                     **common,
+                    "observed_until": seconds(observation_end(faults, n, j, until, mapping)[0]),
                     **failed("error", str(exc)),
                     "queries": [],
                 }
@@ -288,10 +417,13 @@ def prometheus_rto_table(
             label = str(entry.get("metric", {}).get(group_label, ""))
             groups.setdefault(label.removeprefix(group_prefix), []).append(entry)
         for jurisdiction in sorted(set(groups) | set(jurisdictions)):
+            fault_until, cut = observation_end(faults, n, jurisdiction, until, mapping)
             base = {
                 "jurisdiction": jurisdiction,
                 "residency": jurisdiction,
                 **common,
+                "observed_until": seconds(fault_until),
+                "observation_ended_by": cut.id if cut is not None else None,
                 "queries": [promql],
             }
             series = groups.get(jurisdiction, [])
@@ -300,8 +432,13 @@ def prometheus_rto_table(
                     {**base, **failed("no-data", f"no series of {selector} for this group")}
                 )
                 continue
-            iv = intervals_from_series(series, params, scrape_interval, success_code)
+            try:
+                iv = intervals_from_series(series, params, scrape_interval, success_code)
+            except ValueError as exc:
+                table.append({**base, **failed("no-data", f"{selector}: {exc}")})
+                continue
             base["samples"] = len(iv.starts) + 1
+            base["series"] = len(series)
             table.append(
                 {
                     **base,

@@ -6,12 +6,17 @@ Definitions (times are UTC epoch seconds, `t_f` is the fault's `applied_at`):
   `[u, u + W)`, evaluated at every request start `u`; a window is *healthy* when it
   holds at least `min_requests` requests and `r(u) >= S`;
 - `t_recovered`: the earliest request start `t >= t_f` such that every window starting
-  in `[t, t + stability]` is healthy, and those windows were fully observed
-  (`t + stability + W <= until`, `until` being the end of the observation);
-- `RTO = t_recovered - t_f`. When the first request after `t_f` already qualifies,
-  or no request failed after `t_f` at all, there was no impact: RTO 0,
-  `impact: false`, `recovered_at = t_f` (thin traffic alone is not an outage). When no
-  start qualifies before `until`, `recovered: false` and RTO null.
+  in `[t, t + stability]` is healthy and followed by the next start within W (no
+  unobserved gap), and those windows were fully observed (`t + stability + W <= until`,
+  `until` being the end of the observation);
+- `RTO = t_recovered - t_f`. No impact (RTO 0, `impact: false`, `recovered_at = t_f`)
+  only when the first request after `t_f` comes within W and already qualifies: time
+  without enough requests is unobserved, never healthy, and counts against the RTO as
+  a failure would. When no start qualifies before `until`, `recovered: false` and RTO
+  null if the stream was seen failing to the end; "no-data" if part of the time after
+  its last failing window went unobserved (it may have recovered unseen).
+- relapses: every run of failing windows after the recovery, with its start, length
+  and failures; the failures after recovery count in `failed_after_fault`.
 
 The computation is vectorised (sorted arrays, `searchsorted`, cumulative sums): no
 Python loop per request. `__all__` lists the Chaos Toolkit probe; `rto_table` and
@@ -20,6 +25,8 @@ Python loop per request. `__all__` lists the Chaos Toolkit probe; `rto_table` an
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +52,7 @@ NULL_RTO: dict[str, Any] = {
     "rto_seconds": None,
     "recovered_at": None,
     "uncertainty_seconds": None,
+    "relapses": None,
 }
 
 
@@ -128,6 +136,75 @@ def _percentiles(latency: FloatArray) -> dict[str, float | None]:
     return {"p50": seconds(p50, 3), "p95": seconds(p95, 3), "p99": seconds(p99, 3)}
 
 
+def coverage(t: FloatArray, until: float, window: float) -> BoolArray:
+    """Per request start: whether the next start follows within W (no unobserved gap).
+
+    The last start is followed by `until` (the end of the observation): a stream that
+    stops before the end leaves the rest of the observation uncovered.
+    """
+    return np.asarray((_following(t, until) - t) <= window)
+
+
+def _following(t: FloatArray, until: float) -> FloatArray:
+    """The next request start after each one; `until` after the last."""
+    return np.append(t[1:], max(until, float(t[-1])) if t.size else until)
+
+
+@dataclass(frozen=True)
+class _Stream:
+    """One stream's requests in `[t_f, until]` and the state of each forward window."""
+
+    t: FloatArray
+    ok: BoolArray
+    counts: npt.NDArray[np.int64]
+    healthy: BoolArray
+    #: the window holds a failure that puts it below the threshold (however few requests)
+    failing: BoolArray
+    #: healthy and followed by the next start within W: usable for a stability period
+    stable: BoolArray
+    #: seconds of each start's span `[t_i, min(t_{i+1}, horizon))` that nothing observed
+    unobserved: FloatArray
+    fault_at: float
+    horizon: float
+    window: float
+
+    @property
+    def lead(self) -> float:
+        """Seconds from the fault to the first request after it."""
+        return float(self.t[0] - self.fault_at)
+
+    def lead_unobserved(self) -> float:
+        """The lead when it is longer than W (nothing judged it), else 0."""
+        return (
+            min(self.lead, max(self.horizon - self.fault_at, 0.0))
+            if self.lead > self.window
+            else 0.0
+        )
+
+    def unobserved_in(self, begin: float, end: float) -> float:
+        """Unobserved seconds of the spans starting in `[begin, end)` (plus the lead)."""
+        span = (self.t >= begin) & (self.t < end)
+        lead = self.lead_unobserved() if begin <= self.fault_at else 0.0
+        return lead + float(np.sum(self.unobserved[span]))
+
+
+def _stream(
+    t: FloatArray, ok: BoolArray, fault_at: float, until: float, params: RtoParams
+) -> _Stream:
+    window = params.window_seconds
+    counts, ratio, healthy = window_health(t, ok, window, params.threshold, params.min_requests)
+    horizon = until - window
+    failing = ratio < params.threshold
+    following = _following(t, until)
+    stable = healthy & ((following - t) <= window)
+    span = np.clip(np.minimum(following, horizon) - t, 0.0, None)
+    # A window with too few requests and no failure shows nothing; a window that
+    # holds requests shows W seconds, and a longer gap to the next start is unseen.
+    thin = (counts < params.min_requests) & ~failing
+    unobserved = np.where(thin, span, np.clip(span - window, 0.0, None))
+    return _Stream(t, ok, counts, healthy, failing, stable, unobserved, fault_at, horizon, window)
+
+
 def rto_of(
     starts: FloatArray,
     ok: BoolArray,
@@ -140,13 +217,15 @@ def rto_of(
     """The RTO figures of one stream of requests (sorted `starts`) for one fault.
 
     `until` ends the observation (the last request start of the run, or the next
-    fault); requests after it are ignored. `latency_until` ends the "during the fault"
-    latency window (default `until`; the fault's revert when known). Returns the
-    result dict; `status` is "no-data" (with `reason`) when the stream cannot show a
-    recovery: no requests after the fault, an observation shorter than
-    `stability + W`, or no window after the fault holding `min_requests` requests.
+    fault on this stream's jurisdiction); requests after it are ignored.
+    `latency_until` ends the "during the fault" latency window (default `until`; the
+    fault's revert when known). Returns the result dict; `status` is "no-data" (with
+    `reason`) when the stream cannot show a recovery: no requests after the fault, an
+    observation shorter than `stability + W`, no window after the fault holding
+    `min_requests` requests, or no recovery while part of the observation after the
+    last failing window went unobserved (too few requests, or a gap longer than W).
     """
-    window, threshold = params.window_seconds, params.threshold
+    window = params.window_seconds
     stability = params.stability_seconds
     base: dict[str, Any] = {
         **NULL_RTO,
@@ -173,7 +252,8 @@ def rto_of(
     t = starts[begin:end]
     good = ok[begin:end]
     lat = latency_ms[begin:end]
-    counts, _ratio, healthy = window_health(t, good, window, threshold, params.min_requests)
+    s = _stream(t, good, fault_at, until, params)
+    counts, healthy = s.counts, s.healthy
     judged = t + window <= until
     if not (counts[judged] >= params.min_requests).any():
         return failed(
@@ -182,13 +262,24 @@ def rto_of(
             f"requests: the request rate is too low for W = {window:g} s",
             **base,
         )
-    idx = earliest_stable(t, healthy, fault_at, stability, until - window, good)
-    if not (~good).any():
-        # Not one failed request after the fault: no impact, however thin the traffic
-        # got (a hung platform still shows, as timed-out requests fail at their start).
-        idx = 0
+    unobserved_total = s.unobserved_in(fault_at, math.inf)
+    base["unobserved_seconds"] = seconds(unobserved_total)
+    idx = earliest_stable(t, s.stable, fault_at, stability, s.horizon, good)
+    if idx is None:
+        hidden = _unobserved_after_last_failure(s)
+        if hidden > 0:
+            return failed(
+                "no-data",
+                f"no recovery shown, and {hidden:.3f} s of the observation after the last "
+                "failing window went unobserved (too few requests): it may have recovered "
+                "unseen",
+                **base,
+            )
+    # No impact only when the stream was seen healthy from the fault on: a first
+    # request more than W after the fault leaves that span unobserved, which counts
+    # against the RTO exactly as a failure there would.
+    impact = not (idx == 0 and s.lead <= window)
     recovered = idx is not None
-    impact = idx != 0
     t_rec = float(t[idx]) if idx is not None else None
     stop = t_rec if t_rec is not None else until - window  # end of the impact period
     n_stop = int(np.searchsorted(t, stop, side="left"))
@@ -209,11 +300,12 @@ def rto_of(
         uncertainty: float | None = float(t[0] - prev)
     elif t_rec is not None and idx is not None:
         recovered_at, rto = t_rec, t_rec - fault_at
-        prev_t = t[idx - 1]
+        prev_t = t[idx - 1] if idx > 0 else fault_at
         next_t = t[idx + 1] if idx + 1 < t.size else t_rec
         uncertainty = float(max(t_rec - prev_t, next_t - t_rec))
     else:
         recovered_at = rto = uncertainty = None
+    relapses = _relapses(s, idx, until) if idx is not None else None
     lat_end = until if latency_until is None else min(latency_until, until)
     during = lat[t < lat_end]
     judged_stop = judged[:n_stop]
@@ -234,6 +326,15 @@ def rto_of(
             ),
             "failed": int(before_stop.size),
             "failed_after_fault": int(fail_idx.size),
+            "failed_after_recovery": int(fail_idx.size - before_stop.size),
+            "relapses": relapses,
+            "unobserved_before_recovery_seconds": seconds(
+                s.unobserved_in(fault_at, t_rec) if t_rec is not None else unobserved_total
+            ),
+            # A relapse could hide in time no window watched after the recovery.
+            "unobserved_after_recovery_seconds": seconds(
+                s.unobserved_in(t_rec, math.inf) if t_rec is not None else None
+            ),
             "brownout_seconds": seconds(brownout),
             "unhealthy_windows": {
                 "below_threshold": int(
@@ -255,6 +356,50 @@ def rto_of(
             },
         }
     )
+
+
+def _unobserved_after_last_failure(s: _Stream) -> float:
+    """Unobserved seconds after the last window seen failing (from the fault if none)."""
+    seen = np.flatnonzero(s.failing & (s.t <= s.horizon))
+    if not seen.size:
+        return s.unobserved_in(s.fault_at, math.inf)
+    return s.unobserved_in(float(s.t[seen[-1]]), math.inf)
+
+
+def _relapses(s: _Stream, idx: int, until: float) -> list[dict[str, Any]]:
+    """Every return of failures after the recovery at start `idx`.
+
+    A relapse is a maximal run of request starts after the recovery whose windows are
+    not stable (unhealthy, or followed by a gap longer than W) and that holds at least
+    one failed request; a run with no failure is unobserved time, not a relapse. It
+    starts at its first failed request and ends at the first stable start after it
+    (`end_at` null, `ongoing` true, when the observation ended first).
+    """
+    n_h = int(np.searchsorted(s.t, s.horizon, side="right"))
+    bad = ~s.stable[idx + 1 : n_h]
+    edges = np.diff(np.concatenate(([0], bad.astype(np.int8), [0])))
+    out: list[dict[str, Any]] = []
+    for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
+        first, stop = idx + 1 + int(a), idx + 1 + int(b)
+        end_at = float(s.t[stop]) if stop < n_h else None
+        if end_at is not None:
+            limit = int(np.searchsorted(s.t, end_at, side="left"))
+        else:
+            limit = int(np.searchsorted(s.t, until, side="right"))
+        fails = np.flatnonzero(~s.ok[first:limit])
+        if not fails.size:
+            continue
+        start_at = float(s.t[first + int(fails[0])])
+        out.append(
+            {
+                "start_at": seconds(start_at),
+                "end_at": seconds(end_at),
+                "length_seconds": seconds((end_at if end_at is not None else until) - start_at),
+                "failures": int(fails.size),
+                "ongoing": end_at is None,
+            }
+        )
+    return out
 
 
 def _completed(
@@ -299,19 +444,90 @@ def _groups(frame: pd.DataFrame) -> list[tuple[str, str, npt.NDArray[np.intp]]]:
     return out
 
 
+def touches(fault: Fault, residency: str, region_jurisdiction: Mapping[str, str]) -> bool:
+    """Whether `fault` touches the jurisdiction `residency`; unknown jurisdictions touch all."""
+    theirs = fault.jurisdictions(dict(region_jurisdiction))
+    return not theirs or residency in theirs
+
+
+def observation_end(
+    faults: Sequence[Fault],
+    n: int,
+    residency: str,
+    end: float,
+    region_jurisdiction: Mapping[str, str],
+) -> tuple[float, Fault | None]:
+    """Where fault `n`'s observation of a `residency` stream ends, and the fault ending it.
+
+    At the next fault that touches the same jurisdiction as fault `n`, or the stream's
+    own: a fault elsewhere does not end it (a US kill followed by an EU kill keeps the
+    US outage on the US fault). A fault whose jurisdictions are unknown (no topology,
+    no `details.jurisdiction`) touches every one. `faults` must be in time order.
+    """
+    mapping = dict(region_jurisdiction)
+    mine = faults[n].jurisdictions(mapping)
+    for later in faults[n + 1 :]:
+        theirs = later.jurisdictions(mapping)
+        if not mine or not theirs or residency in theirs or theirs & mine:
+            return min(end, later.applied_at), later
+    return end, None
+
+
+def covering_fault(
+    faults: Sequence[Fault],
+    n: int,
+    residency: str,
+    end: float,
+    region_jurisdiction: Mapping[str, str],
+    starts: FloatArray,
+    ok: BoolArray,
+    window: float,
+) -> str | None:
+    """The fault whose entry judges this stream instead of fault `n`'s, if any.
+
+    Only for a fault that does not touch the stream's jurisdiction (its entry is a
+    blast-radius check): an earlier fault on the stream's jurisdiction still under
+    observation covers the same time; a later one that cut the observation short
+    covers it when the stream had no failure and no gap longer than W until then.
+    None when the entry is the stream's only judge.
+    """
+    fault = faults[n]
+    if not fault.jurisdictions(dict(region_jurisdiction)) or touches(
+        fault, residency, region_jurisdiction
+    ):
+        return None
+    for m in range(n):
+        if touches(faults[m], residency, region_jurisdiction):
+            until_m, _ = observation_end(faults, m, residency, end, region_jurisdiction)
+            if until_m > fault.applied_at:
+                return faults[m].id
+    until, cut = observation_end(faults, n, residency, end, region_jurisdiction)
+    if cut is None or not touches(cut, residency, region_jurisdiction):
+        return None
+    lo, hi = np.searchsorted(starts, [fault.applied_at, until], side="left")
+    edges = np.concatenate(([fault.applied_at], starts[lo:hi], [until]))
+    clean = bool(ok[lo:hi].all()) and float(np.max(np.diff(edges))) <= window
+    return cut.id if clean else None
+
+
 def rto_table(
     frame: pd.DataFrame,
     faults: list[Fault],
     params: RtoParams | None = None,
     until: float | None = None,
+    region_jurisdiction: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """RTO per fault, per traffic kind (and "all") and per residency.
 
-    Each fault is observed until the next fault is applied or the timeline ends
-    (`until` overrides the end). `frame` must be sorted by `t_start` (see
-    `probes.timeline.normalise`).
+    Each fault's observation of a stream ends at the next fault that touches the
+    fault's jurisdiction or the stream's (`observation_end`; `region_jurisdiction`
+    maps the fault targets' regions), or where the timeline ends (`until` overrides
+    the end). An entry whose stream is judged by another fault's entry names it in
+    `covered_by` (see `covering_fault`); the gates skip it. `frame` must be sorted by
+    `t_start` (see `probes.timeline.normalise`).
     """
     params = params or RtoParams()
+    mapping = region_jurisdiction or {}
     if frame.empty:
         return []
     starts = frame["t_start"].to_numpy(dtype=np.float64)
@@ -321,10 +537,8 @@ def rto_table(
     groups = _groups(frame)
     table: list[dict[str, Any]] = []
     for n, fault in enumerate(faults):
-        fault_until = end
-        if n + 1 < len(faults):
-            fault_until = min(end, faults[n + 1].applied_at)
         for kind, residency, rows in groups:
+            fault_until, cut = observation_end(faults, n, residency, end, mapping)
             entry = rto_of(
                 starts[rows],
                 ok[rows],
@@ -334,7 +548,19 @@ def rto_table(
                 params,
                 latency_until=fault.reverted_at,
             )
-            table.append({"kind": kind, "residency": residency, **fault.describe(), **entry})
+            covered = covering_fault(
+                faults, n, residency, end, mapping, starts[rows], ok[rows], params.window_seconds
+            )
+            table.append(
+                {
+                    "kind": kind,
+                    "residency": residency,
+                    **fault.describe(),
+                    **entry,
+                    "observation_ended_by": cut.id if cut is not None else None,
+                    "covered_by": covered,
+                }
+            )
     return table
 
 
@@ -361,9 +587,12 @@ def client_rto(
     `min_requests` requests and a success ratio of at least `threshold`. The result has
     `rto_seconds` (0 with `impact: false` when nothing was affected; null with
     `recovered: false` when it did not recover before the timeline ends),
-    `recovered_at`, `uncertainty_seconds`, failures, brownout seconds and latency
-    percentiles during the fault, and `status`: "ok", "no-data" (too few requests,
-    no fault, observation too short: never a pass) or "error" (unreadable input).
+    `recovered_at`, `uncertainty_seconds`, failures, each relapse after the recovery,
+    the seconds no window watched (`unobserved_seconds`: time without enough requests
+    is never healthy), brownout seconds and latency percentiles during the fault, and
+    `status`: "ok", "no-data" (too few requests, no fault, observation too short, or
+    unobserved time where a recovery could have hidden: never a pass) or "error"
+    (unreadable input).
     """
     context = {"kind": kind, "residency": residency}
     try:

@@ -112,6 +112,8 @@ def traffic_chart(
         rec, fault = entry.get("recovered_at"), entry.get("fault_at", fault_at)
         if not entry.get("impact") or not isinstance(rec, int | float):
             continue
+        if entry.get("covered_by") is not None:
+            continue  # another fault's entry judges this stream (docs/measurement.md)
         if not isinstance(fault, int | float):
             continue
         res = str(entry.get("residency"))

@@ -53,11 +53,12 @@ def combine(verdicts: Iterable[Verdict]) -> Verdict:
 # gate key → (title, unit, timing gate: a saturated generator invalidates it)
 GATE_INFO: dict[str, tuple[str, str, bool]] = {
     "rto_seconds": ("Recovery time (RTO, client side)", "s", True),
+    "relapses": ("Relapses after recovery", "relapses", True),
     "rpo_seconds": ("Recovery point (RPO)", "s", True),
     "lost_after_fault": ("Acknowledged writes lost after the fault", "writes", False),
     "residency_violations": ("Residency violations", "requests", False),
     "wrong_answers": ("Wrong answers served", "answers", False),
-    "error_budget": ("Error budget burned (failed / all requests)", "ratio", True),
+    "error_budget": ("Error budget burned (failed / all requests after the fault)", "ratio", True),
     "p99_latency_ms": ("p99 latency during the fault", "ms", True),
     "time_to_detect_seconds": ("Time to detect corruption", "s", True),
     "measurements": ("Measurements present and readable", "", False),
@@ -267,10 +268,25 @@ def _missing(run: RunData, section: str) -> str:
     return f"measurements.json has no `{section}` entries"
 
 
+def _prometheus_for(
+    by_jurisdiction: dict[str | None, list[dict[str, Any]]], entry: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """The Prometheus-side entries of the same jurisdiction and fault as `entry`.
+
+    Entries without a `fault_id` (hand-made measurements) match any fault.
+    """
+    fault = entry.get("fault_id")
+    return [
+        p
+        for p in by_jurisdiction.get(jurisdiction_of(entry), [])
+        if fault is None or p.get("fault_id") in (None, fault)
+    ]
+
+
 def _collect_rto(run: RunData, experiment: str, gates: Gates, c: _Collector) -> None:
     entries = run.entries("rto")
     if not entries:
-        for gate in ("rto_seconds", "p99_latency_ms", "error_budget"):
+        for gate in ("rto_seconds", "relapses", "p99_latency_ms", "error_budget"):
             c.add(
                 gate,
                 (None, None),
@@ -283,13 +299,17 @@ def _collect_rto(run: RunData, experiment: str, gates: Gates, c: _Collector) -> 
     blocked = _timing_block(run)
     budget: dict[str | None, list[dict[str, Any]]] = {}
     for entry in entries:
+        if entry.get("covered_by") is not None:
+            # Another fault's entry judges this stream over the same time (a blast-radius
+            # entry of a fault elsewhere, overlapping the stream's own fault).
+            continue
         jurisdiction = entry.get("residency") if isinstance(entry.get("residency"), str) else None
         kind = entry.get("kind") if isinstance(entry.get("kind"), str) else None
         budget.setdefault(jurisdiction, []).append(entry)
         key = (jurisdiction, kind)
         problem = _status_problem(entry)
         rto = _num(entry.get("rto_seconds"))
-        prom = prometheus.get(jurisdiction, [])
+        prom = _prometheus_for(prometheus, entry)
         evidence: dict[str, Any] = {
             k: entry.get(k)
             for k in (
@@ -303,6 +323,7 @@ def _collect_rto(run: RunData, experiment: str, gates: Gates, c: _Collector) -> 
                 "recovered_at",
                 "failed",
                 "brownout_seconds",
+                "unobserved_seconds",
             )
             if k in entry
         }
@@ -346,6 +367,7 @@ def _collect_rto(run: RunData, experiment: str, gates: Gates, c: _Collector) -> 
         else:
             obs = Observation(run.name, rto, None, "", evidence)
         c.add("rto_seconds", key, obs)
+        c.add("relapses", key, _relapse_obs(run, entry, problem, blocked))
 
         p99 = p99_of(entry)
         p99_ev = {"p99_latency_ms": p99, "fault": entry.get("fault"), "target": entry.get("target")}
@@ -369,11 +391,48 @@ def _collect_rto(run: RunData, experiment: str, gates: Gates, c: _Collector) -> 
         c.add("error_budget", (jurisdiction, None), _budget_obs(run, group, blocked))
 
 
+def _relapse_obs(
+    run: RunData, entry: dict[str, Any], problem: str | None, blocked: str | None
+) -> Observation:
+    """How many times failures returned after the recovery of one RTO entry."""
+    relapses = entry.get("relapses")
+    listed = relapses if isinstance(relapses, list) else []
+    evidence: dict[str, Any] = {
+        "fault": entry.get("fault"),
+        "recovered_at": entry.get("recovered_at"),
+        "relapses": listed[:5],
+        "failed_after_recovery": entry.get("failed_after_recovery"),
+    }
+    count = float(len(listed)) if isinstance(relapses, list) else None
+    if problem:
+        return Observation(run.name, count, Verdict.INCONCLUSIVE, problem, evidence)
+    if entry.get("recovered") is False:
+        reason = "never recovered: no relapse to count"
+        return Observation(run.name, None, Verdict.INCONCLUSIVE, reason, evidence)
+    if count is None:
+        reason = f"relapses is {relapses!r}, not a list (measured before relapses were reported?)"
+        return Observation(run.name, None, Verdict.INCONCLUSIVE, reason, evidence)
+    if blocked and count == 0:
+        # A saturated generator can hide a relapse; one it saw still counts.
+        return Observation(run.name, count, Verdict.INCONCLUSIVE, blocked, evidence)
+    hidden = _num(entry.get("unobserved_after_recovery_seconds"))
+    if count == 0 and hidden:
+        evidence["unobserved_after_recovery_seconds"] = hidden
+        reason = (
+            f"no relapse seen, but {fmt(hidden, 's')} after the recovery went unobserved "
+            "(too few requests): a relapse could hide there"
+        )
+        return Observation(run.name, count, Verdict.INCONCLUSIVE, reason, evidence)
+    return Observation(run.name, count, None, "", evidence)
+
+
 def _budget_obs(run: RunData, group: list[dict[str, Any]], blocked: str | None) -> Observation:
     """Failed / all requests of one jurisdiction; the worst fault when there are several.
 
-    Probes report a kind `all` beside the per-kind entries: when present it is used
-    alone, so no request counts twice.
+    Every failure from the fault to the end of its observation counts
+    (`failed_after_fault`), relapses after the recovery included. Probes report a kind
+    `all` beside the per-kind entries: when present it is used alone, so no request
+    counts twice.
     """
     combined = [e for e in group if e.get("kind") == "all"] or group
     problems = [p for p in (_status_problem(e) for e in combined) if p]
@@ -381,10 +440,13 @@ def _budget_obs(run: RunData, group: list[dict[str, Any]], blocked: str | None) 
         return Observation(run.name, None, Verdict.INCONCLUSIVE, problems[0])
     per_fault: dict[Any, list[float]] = {}
     for e in combined:
-        failed, requests = _num(e.get("failed")), requests_of(e)
+        failed, requests = _num(e.get("failed_after_fault")), requests_of(e)
         if failed is None or requests is None:
             return Observation(
-                run.name, None, Verdict.INCONCLUSIVE, "an rto entry lacks `failed` or `requests`"
+                run.name,
+                None,
+                Verdict.INCONCLUSIVE,
+                "an rto entry lacks `failed_after_fault` or `requests`",
             )
         sums = per_fault.setdefault(e.get("fault_id"), [0.0, 0.0])
         sums[0] += failed

@@ -23,6 +23,7 @@ Statistic = Literal["max", "p95", "ci_upper"]
 # Gate keys in the order a scorecard lists them.
 GATE_KEYS: tuple[str, ...] = (
     "rto_seconds",
+    "relapses",
     "rpo_seconds",
     "lost_after_fault",
     "residency_violations",
@@ -85,6 +86,9 @@ class GateSet(_Strict):
     """Every gate, complete: what one (experiment, jurisdiction) is held to."""
 
     rto_seconds: RtoGateSpec
+    #: Failures returning after a stable recovery; absent from older gates files, so
+    #: it defaults to the strict limit rather than to nothing.
+    relapses: GateSpec = GateSpec(at_most=0)
     rpo_seconds: GateSpec
     lost_after_fault: GateSpec
     residency_violations: GateSpec
@@ -116,6 +120,7 @@ class _RtoPatch(_Patch):
 
 class _SetPatch(_Strict):
     rto_seconds: _RtoPatch | None = None
+    relapses: _Patch | None = None
     rpo_seconds: _Patch | None = None
     lost_after_fault: _Patch | None = None
     residency_violations: _Patch | None = None

@@ -177,7 +177,10 @@ def to_html(card: Scorecard, chart_files: Sequence[tuple[Path, str]], files: Seq
             f"{escape(load)}{escape(f', peak CPU {cpu:.0f} %' if cpu is not None else '')}</p>"
         )
     if figures["rto"]:
-        fig_html += "<p>RTO, client side (± the largest request gap around recovery)</p>"
+        fig_html += (
+            "<p>RTO, client side (± the largest request gap around recovery), beside the "
+            "Prometheus-side cross-check (its difference and the mismatch bound)</p>"
+        )
         fig_html += table(RTO_HEAD, figures["rto"])
     if figures["rpo"]:
         fig_html += f"<p>{escape(RPO_CAPTION)}</p>"

@@ -23,6 +23,8 @@ from scorecards.evaluate import (
     Verdict,
     fmt,
     fmt_limit,
+    jurisdiction_of,
+    mismatched,
     p99_of,
     requests_of,
 )
@@ -122,21 +124,37 @@ def _limit(gate: GateResult) -> str:
 
 
 def key_figures(card: Scorecard) -> dict[str, list[list[str]]]:
-    """Tables of the measured figures: `rto` and `rpo` rows of strings, per run."""
+    """Tables of the measured figures: `rto` and `rpo` rows of strings, per run.
+
+    An RTO row carries the Prometheus-side figure of its fault and jurisdiction beside
+    the client-side one: on the `all` row (what Prometheus is compared with), or on
+    every row of the jurisdiction when the run has no `all` row.
+    """
     rto_rows, rpo_rows = [], []
     for run in card.runs:
-        for e in run.entries("rto"):
+        entries = run.entries("rto")
+        prom = run.entries("rto_prometheus")
+        with_all = {e.get("residency") for e in entries if e.get("kind") == "all"}
+        for e in entries:
             unc = e.get("uncertainty_seconds")
             rto = e.get("rto_seconds")
             shown = "not recovered" if e.get("recovered") is False else fmt(_f(rto), "s")
+            hidden = _f(e.get("unobserved_before_recovery_seconds"))
+            beside = e.get("kind") == "all" or e.get("residency") not in with_all
+            failed = e.get("failed_after_fault", e.get("failed"))
             rto_rows.append(
                 [
                     run.name,
                     f"{e.get('kind', '?')} · {e.get('residency', '?')}",
-                    str(e.get("status", "?")),
-                    shown + (f" ± {fmt(_f(unc), 's')}" if _f(unc) is not None else ""),
+                    str(e.get("status", "?"))
+                    + (f" (judged by {e['covered_by']})" if e.get("covered_by") else ""),
+                    shown
+                    + (f" ± {fmt(_f(unc), 's')}" if _f(unc) is not None else "")
+                    + (f" ({fmt(hidden, 's')} unobserved)" if hidden else ""),
+                    _cross_check(prom, e) if beside else "—",
                     "yes" if e.get("impact") else "no",
-                    f"{_int(e.get('failed'))} / {_int(requests_of(e))}",
+                    f"{_int(failed)} / {_int(requests_of(e))}",
+                    _relapses(e.get("relapses")),
                     fmt(_f(e.get("brownout_seconds")), "s"),
                     fmt(p99_of(e), "ms"),
                 ]
@@ -156,6 +174,37 @@ def key_figures(card: Scorecard) -> dict[str, list[list[str]]]:
                 ]
             )
     return {"rto": rto_rows, "rpo": rpo_rows}
+
+
+def _cross_check(prom: list[dict[str, Any]], entry: dict[str, Any]) -> str:
+    """The Prometheus-side RTO of the entry's fault and jurisdiction, with the comparison."""
+    fault = entry.get("fault_id")
+    found = [
+        p
+        for p in prom
+        if jurisdiction_of(p) == entry.get("residency")
+        and (fault is None or p.get("fault_id") in (None, fault))
+    ]
+    if not found:
+        return "n/a"
+    p = found[0]
+    if p.get("status") != "ok":
+        return str(p.get("status", "?"))
+    text = "not recovered" if p.get("recovered") is False else fmt(_f(p.get("rto_seconds")), "s")
+    diff, bound = _f(p.get("difference_seconds")), _f(p.get("mismatch_bound_seconds"))
+    if diff is not None and bound is not None:
+        text += f" ({diff:+.2f} s, bound {fmt(bound, 's')})"
+    if mismatched(p):
+        text += " MISMATCH"
+    return text
+
+
+def _relapses(value: Any) -> str:
+    if not isinstance(value, list):
+        return "n/a"
+    lengths = [_f(r.get("length_seconds")) for r in value if isinstance(r, dict)]
+    longest = max((v for v in lengths if v is not None), default=None)
+    return f"{len(value)}" + (f" (longest {fmt(longest, 's')})" if longest is not None else "")
 
 
 def _f(value: Any) -> float | None:
@@ -187,9 +236,11 @@ RTO_HEAD = [
     "run",
     "kind · jurisdiction",
     "status",
-    "RTO",
+    "RTO (client side)",
+    "RTO (Prometheus)",
     "impact",
-    "failed / requests",
+    "failed / requests after the fault",
+    "relapses",
     "brownout",
     "p99 during fault",
 ]
@@ -273,7 +324,12 @@ def to_markdown(card: Scorecard, out_dir: Path) -> str:
         cpu_text = f", peak CPU {cpu:.0f} %" if cpu is not None else ""
         lines.append(f"- `{run.name}`: fault {faults}; load generator {load}{cpu_text}.")
     if figures["rto"]:
-        lines += ["", "RTO measured client side (± the largest request gap around recovery):", ""]
+        lines += [
+            "",
+            "RTO measured client side (± the largest request gap around recovery), beside "
+            "the Prometheus-side cross-check (its difference and the mismatch bound):",
+            "",
+        ]
         lines += _md_table(RTO_HEAD, figures["rto"])
     if figures["rpo"]:
         lines += ["", RPO_CAPTION + ":", ""]

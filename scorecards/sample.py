@@ -26,6 +26,7 @@ TARGET_GATES = """
 version: 1
 gates:
   rto_seconds: {less_than: 60}
+  relapses: {at_most: 0}
   rpo_seconds: {less_than: 300}
   lost_after_fault: {at_most: 0}
   residency_violations: {at_most: 0}
@@ -84,6 +85,9 @@ def _rto_entry(
         "last_failure_completed_at": None if not impact or rto is None else fault_at + rto,
         "failed": failed,
         "failed_after_fault": failed,
+        "failed_after_recovery": 0 if rto is not None else None,
+        "relapses": None if rto is None else [],
+        "unobserved_seconds": 0.0,
         "brownout_seconds": 0.0 if rto is None else round(rto * 0.2, 2),
         "unhealthy_windows": {"below_threshold": failed, "too_few_requests": 0},
         "p99_latency_ms_during_fault": p99,

@@ -215,6 +215,33 @@ def test_both_instruments_match_the_true_outage(
     assert -0.1 <= eu["rto_seconds"] - EU_ABSENT <= SCRAPE + 0.25, eu
     assert prom_rows["f1", "eu"]["impact"] is False
 
+    # An EU fault recorded 2 s after f0 does not end f0's US observation, on either
+    # side, once the topology says where each fault struck (without it, it would: the
+    # US figures of f0 would be no-data, their observation too short).
+    eu_fault = Fault("eu", "kill-region", "eu-west", faults[0].applied_at + 2.0)
+    mixed = sorted([*faults, eu_fault], key=lambda f: f.applied_at)
+    regions = {"us-east": "us", "eu-west": "eu"}
+    mixed_prom = {
+        (e["fault_id"], e["jurisdiction"]): e
+        for e in prometheus_rto_table(
+            prom, mixed, until, PARAMS, SCRAPE, ("us", "eu"), region_jurisdiction=regions
+        )
+    }
+    mixed_client = {
+        (e["fault_id"], e["residency"]): e
+        for e in rto_table(frame, mixed, PARAMS, until, regions)
+        if e["kind"] == "all"
+    }
+    for key in (("f0", "us"), ("f1", "us")):
+        assert mixed_prom[key]["rto_seconds"] == prom_rows[key]["rto_seconds"], key
+        assert mixed_client[key]["rto_seconds"] == client_rows[key]["rto_seconds"], key
+    assert mixed_prom["f0", "eu"]["observation_ended_by"] == "eu"
+    blind = prometheus_rto_table(prom, mixed, until, PARAMS, SCRAPE, ("us", "eu"))
+    assert (
+        next(e for e in blind if (e["fault_id"], e["jurisdiction"]) == ("f0", "us"))["status"]
+        == "no-data"
+    )
+
     promql, lags = replication_lag(prom, faults[0].applied_at)
     assert lags == {"us": 0.25}
     assert "max_over_time" in promql

@@ -221,23 +221,25 @@ def test_residency_probe_reads_the_topology(tmp_path: Path) -> None:
         ("sha-x", {"model": {"digest": GOOD}}, ("sha-x", "given")),
         (None, {"model": {"digest": GOOD}}, (GOOD, "deployed")),
         (None, {"model": {"digest": None, "reason": "unreadable manifest"}}, (None, "unknown")),
-        (None, {}, (GOOD, "majority-before-fault")),
-        (None, None, (GOOD, "majority-before-fault")),
+        (None, {}, (None, "unknown")),
+        (None, None, (None, "unknown")),
     ],
     ids=["given-wins", "deployed", "manifest-unreadable", "no-model", "no-world"],
 )
 def test_expected_digest_sources(
     given: str | None, world: dict[str, Any] | None, expected: tuple[str | None, str]
 ) -> None:
-    # 40 answers from GOOD before the fault at 10 s, then 10 from BAD.
+    # The answers never say what is right: without a deployed digest, it is unknown.
+    assert expected_digest_of(given, world) == expected
+
+
+def test_without_a_deployed_digest_the_digest_check_is_no_data() -> None:
+    # 40 answers from GOOD before the fault at 10 s, then 10 from BAD: a majority would
+    # call GOOD right, but a replica corrupt from the start would be the majority too.
     data = frame(rows(40, 0.0, "us-east"), rows(10, 10.0, "us-west", digest=BAD))
-    assert expected_digest_of(given, world, data, T0 + 10.0) == expected
-
-
-def test_no_answer_before_the_fault_leaves_the_expected_digest_unknown() -> None:
-    data = frame(rows(10, 10.0, "us-west", digest=BAD))
-    assert expected_digest_of(None, None, data, T0 + 10.0) == (None, "unknown")
-    assert expected_digest_of(None, None, data, None) == (None, "unknown")
+    result = wrong_answers_of(data, None)
+    assert result["status"] == "no-data"
+    assert result["unexpected_digests"] is None
 
 
 def test_without_an_expected_digest_the_digest_check_is_no_data_not_skipped() -> None:

@@ -19,6 +19,10 @@ from infra.errors import ConfigError
 from probes.discovery import activities, discover, portable_type
 from probes.measure import Options, measure, measure_run
 from probes.rpo import MemoryWriteStore
+from scorecards.evaluate import Verdict, evaluate
+from scorecards.gates import parse_gates
+from scorecards.rundir import load_run
+from scorecards.sample import TARGET_GATES
 
 T0 = 1_700_000_000.0
 DT = 0.125
@@ -294,10 +298,87 @@ def test_the_expected_digest_is_the_deployed_one_else_no_data(tmp_path: Path) ->
         found = [e for e in doc["integrity"] if e["check"] == "wrong-answers"]
         return {(e["status"], e["digest_source"]) for e in found}
 
-    # No world.json: a platform without a manifest; the answers before the fault decide.
-    assert checks() == {("ok", "majority-before-fault")}
+    # No world.json: nothing says what was deployed; the answers never decide it.
+    assert checks() == {("no-data", "unknown")}
     (run / "world.json").write_text(json.dumps({"model": {"digest": "sha256:m"}}))
     assert checks() == {("ok", "deployed")}
     # The platform has a model but its digest could not be read: never a guess.
     (run / "world.json").write_text(json.dumps({"model": {"digest": None}}))
     assert checks() == {("no-data", "unknown")}
+
+
+def two_kills(path: Path) -> Path:
+    """make_run, plus an EU kill 3 s after the US kill: EU predictions fail 13-16 s."""
+    run = make_run(path)
+    frame = pd.read_parquet(run / "timeline.parquet")
+    offset = frame["t_start"] - T0
+    hit = (frame["residency"] == "eu") & (offset >= 13) & (offset < 16)
+    frame.loc[hit, "ok"] = False
+    frame.to_parquet(run / "timeline.parquet")
+    (run / "events.jsonl").write_text(
+        "".join(
+            f'{{"type": "fault", "fault": "kill-region", "target": "{target}", "id": "{fid}", '
+            f'"applied_at": {T0 + at}, "reverted_at": null}}\n'
+            for fid, target, at in (("us-kill", "us-east", 10.0), ("eu-kill", "eu-west", 13.0))
+        )
+    )
+    return run
+
+
+def test_overlapping_kills_are_each_measured_from_their_own_fault(tmp_path: Path) -> None:
+
+    run = two_kills(tmp_path / "run")
+    doc = measure_run(run, Options(topology_path=run / "topology.yaml"), stores())
+    rto = {(e["fault_id"], e["kind"], e["residency"]): e for e in doc["rto"]}
+    assert rto["us-kill", "all", "us"]["rto_seconds"] == 5.0
+    assert rto["eu-kill", "all", "eu"]["rto_seconds"] == 3.0
+    assert rto["us-kill", "all", "eu"]["covered_by"] == "eu-kill"
+    assert rto["eu-kill", "all", "us"]["covered_by"] == "us-kill"
+    (run / "measurements.json").write_text(json.dumps(doc))
+    card = evaluate([load_run(run)], parse_gates(TARGET_GATES, Path("g.yaml")), T0 + 100)
+    verdicts = {g.id: (g.verdict, g.value) for g in card.gates}
+    assert verdicts["rto_seconds[all/us]"] == (Verdict.PASS, 5.0)
+    assert verdicts["rto_seconds[all/eu]"] == (Verdict.PASS, 3.0)
+    # Without the topology the faults' jurisdictions are unknown: the EU kill ends the
+    # US kill's observation after 3 s, and the US figure is no-data, never a pass.
+    blind = measure_run(run, Options(), stores())
+    us = next(e for e in blind["rto"] if (e["fault_id"], e["kind"], e["residency"]) == (
+        "us-kill", "all", "us"))  # fmt: skip
+    assert (us["status"], us["observed_until"]) == ("no-data", T0 + 13.0)
+
+
+def test_clients_stopping_at_the_fault_are_inconclusive_never_pass(tmp_path: Path) -> None:
+
+    run = make_run(tmp_path / "run")
+    frame = pd.read_parquet(run / "timeline.parquet")
+    # The eu clients stop 1 s after the fault and never return; us goes on to 60 s.
+    gone = (frame["residency"] == "eu") & (frame["t_start"] >= T0 + 11.0)
+    frame[~gone].to_parquet(run / "timeline.parquet")
+    doc = measure_run(run, Options(topology_path=run / "topology.yaml"), stores())
+    eu = next(e for e in doc["rto"] if (e["kind"], e["residency"]) == ("all", "eu"))
+    assert (eu["status"], eu["rto_seconds"], eu["impact"]) == ("no-data", None, None)
+    (run / "measurements.json").write_text(json.dumps(doc))
+    card = evaluate([load_run(run)], parse_gates(TARGET_GATES, Path("g.yaml")), T0 + 100)
+    assert {g.id: g.verdict for g in card.gates}["rto_seconds[all/eu]"] == Verdict.INCONCLUSIVE
+    assert card.verdict == Verdict.INCONCLUSIVE
+
+
+def test_the_regions_world_json_recorded_place_the_faults(tmp_path: Path) -> None:
+    run = two_kills(tmp_path / "run")
+    regions = [
+        {"name": name, "provider": "aws", "jurisdiction": name[:2]}
+        for name in ("us-east", "us-west", "eu-west")
+    ]
+    # The topology file it names is gone (the run was copied elsewhere): the regions
+    # recorded in the run directory are enough.
+    world = {"regions": regions, "topology": str(tmp_path / "gone.yaml")}
+    (run / "world.json").write_text(json.dumps(world))
+    doc = measure_run(run, Options(), stores())
+    assert doc["inputs"]["topology"]["source"] == "world.json regions"
+    us = next(e for e in doc["rto"] if (e["fault_id"], e["kind"], e["residency"]) == (
+        "us-kill", "all", "us"))  # fmt: skip
+    assert (us["status"], us["rto_seconds"]) == ("ok", 5.0)
+    # A region list missing a jurisdiction is no map at all, never a partial one.
+    regions[0] = {"name": "us-east"}
+    (run / "world.json").write_text(json.dumps({"regions": regions}))
+    assert measure_run(run, Options(), stores())["inputs"]["topology"]["status"] == "no-data"

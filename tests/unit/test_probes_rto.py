@@ -14,7 +14,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from probes.rto import RtoParams, client_rto, earliest_stable, rto_of, rto_table, window_health
+from probes.rto import (
+    RtoParams,
+    client_rto,
+    coverage,
+    earliest_stable,
+    rto_of,
+    rto_table,
+    window_health,
+)
 from probes.rundir import Fault
 from probes.timeline import normalise
 
@@ -102,6 +110,8 @@ def test_clean_outage_reports_onset_and_latency() -> None:
     assert result["latency_ms"]["p50"] == 10.0
     assert result["latency_ms"]["requests"] == 399  # [t_f, until): 10.0 … 59.75
     assert result["unhealthy_windows"] == {"below_threshold": 40, "too_few_requests": 0}
+    assert (result["relapses"], result["failed_after_recovery"]) == ([], 0)
+    assert (result["unobserved_seconds"], result["unobserved_before_recovery_seconds"]) == (0, 0)
 
 
 def test_sparse_errors_below_the_threshold_are_not_an_outage() -> None:
@@ -245,22 +255,125 @@ def test_client_rto_probe_reads_files(tmp_path: Path) -> None:
     assert "timeline not found" in missing["reason"]
 
 
-def test_thin_traffic_without_a_failure_is_no_impact() -> None:
-    # 8 requests a second, except a 2 s gap right after the fault (the clients were
-    # busy elsewhere): every window there holds fewer than min_requests, yet nothing
-    # failed, so the stream was not impacted.
-    starts, ok, latency = stream([])
-    keep = ~((starts >= FAULT) & (starts < FAULT + 2.0))
-    result = rto_of(starts[keep], ok[keep], latency[keep], FAULT, float(starts[-1]), RtoParams())
-    assert result["status"] == "ok"
-    assert (result["impact"], result["recovered"], result["rto_seconds"]) == (False, True, 0.0)
-    assert result["recovered_at"] == FAULT
-    # The same gap with one failure after it is an impact, recovered after the failure
-    # once ten seconds of healthy windows follow.
-    ok2 = ok.copy()
-    ok2[np.searchsorted(starts, FAULT + 2.0)] = False
-    hit = rto_of(starts[keep], ok2[keep], latency[keep], FAULT, float(starts[-1]), RtoParams())
-    assert hit["impact"] is True and hit["rto_seconds"] == 2.125
+def gap(start: float, end: float, fails: list[tuple[float, float]] | None = None) -> dict[str, Any]:
+    """The stream with no request started in `[T0 + start, T0 + end)`, judged to END."""
+    starts, ok, latency = stream(fails or [])
+    keep = ~((starts >= T0 + start) & (starts < T0 + end))
+    return rto_of(starts[keep], ok[keep], latency[keep], FAULT, END, RtoParams())
+
+
+def test_a_gap_after_the_fault_counts_like_a_failure() -> None:
+    # Changed from the old rule ("no failed request after the fault is no impact,
+    # however thin the traffic"): a 2 s gap right after the fault is unobserved time,
+    # so the stream is not shown healthy until the first request after it.
+    quiet = gap(10, 12)
+    assert quiet["status"] == "ok"
+    assert (quiet["impact"], quiet["recovered"], quiet["rto_seconds"]) == (True, True, 2.0)
+    assert quiet["recovered_at"] == T0 + 12.0
+    assert (quiet["unobserved_seconds"], quiet["unobserved_before_recovery_seconds"]) == (2.0, 2.0)
+    assert (quiet["failed"], quiet["relapses"]) == (0, [])
+    # The same gap with one failure after it: the same figure, one request later.
+    hit = gap(10, 12, [(12.0, 12.125)])
+    assert (hit["impact"], hit["rto_seconds"], hit["failed"]) == (True, 2.125, 1)
+
+
+def test_a_gap_of_tens_of_seconds_is_never_no_impact() -> None:
+    result = gap(10, 40)
+    assert (result["impact"], result["rto_seconds"]) == (True, 30.0)
+    assert result["unobserved_seconds"] == 30.0
+
+
+def test_a_lead_shorter_than_the_window_is_observed() -> None:
+    # The first request 0.5 s after the fault: within W, the usual sampling gap.
+    result = gap(10, 10.5)
+    assert (result["impact"], result["rto_seconds"], result["unobserved_seconds"]) == (
+        False,
+        0.0,
+        0.0,
+    )
+
+
+@pytest.mark.parametrize(
+    "fails", [[], [(10, 12)]], ids=["healthy-then-silent", "failing-then-silent"]
+)
+def test_clients_that_stop_after_the_fault_give_no_data(fails: list[tuple[float, float]]) -> None:
+    # The stream's clients stop 2 s after the fault while the run goes on to END.
+    starts, ok, latency = stream(fails)
+    keep = starts < T0 + 12.0
+    result = rto_of(starts[keep], ok[keep], latency[keep], FAULT, END, RtoParams())
+    assert result["status"] == "no-data"
+    assert "went unobserved" in result["reason"]
+    assert (result["rto_seconds"], result["recovered"], result["impact"]) == (None, None, None)
+    # Spans of the windows at 11.5, 11.625, 11.75 (3 requests or fewer, no failure) and
+    # from 11.875 to the last judged window start (END - W): 0.375 + 47 s.
+    if not fails:
+        assert result["unobserved_seconds"] == 47.375
+
+
+def test_bursts_leave_the_time_between_them_unobserved() -> None:
+    # After 20 s the clients send 6 requests at once every 3 s: each burst's window is
+    # healthy, but nothing watched the 2 s after it, so no stability can be shown.
+    starts, ok, _latency = stream([(10, 15)])
+    dense = starts < T0 + 20.0
+    bursts = np.repeat(T0 + np.arange(20.0, 60.0, 3.0), 6)
+    t = np.concatenate([starts[dense], bursts])
+    good = np.concatenate([ok[dense], np.ones(bursts.size, dtype=bool)])
+    lat = np.full(t.size, 10.0)
+    result = rto_of(t, good, lat, FAULT, float(t[-1]), RtoParams())
+    assert result["status"] == "no-data"
+
+
+def test_coverage_marks_gaps_longer_than_the_window() -> None:
+    t = np.array([0.0, 0.5, 2.0, 2.5])
+    assert coverage(t, 2.5, 1.0).tolist() == [True, False, True, True]
+    assert coverage(t, 9.0, 1.0).tolist() == [True, False, True, False]
+
+
+def test_a_relapse_after_recovery_is_reported_and_counted() -> None:
+    # Outage 10-15, stable recovery at 15, then 30 s of failures from 40 to 70.
+    starts, ok, latency = stream([(10, 15), (40, 70)], seconds=120.0)
+    result = rto_of(starts, ok, latency, FAULT, float(starts[-1]), RtoParams())
+    assert (result["recovered"], result["rto_seconds"]) == (True, 5.0)
+    assert result["relapses"] == [
+        {
+            "start_at": T0 + 40.0,
+            "end_at": T0 + 70.0,
+            "length_seconds": 30.0,
+            "failures": 240,
+            "ongoing": False,
+        }
+    ]
+    assert (result["failed"], result["failed_after_recovery"]) == (40, 240)
+    assert result["failed_after_fault"] == 280
+
+
+def test_a_relapse_still_failing_at_the_end_is_ongoing() -> None:
+    starts, ok, latency = stream([(10, 15), (40, 60)])
+    result = rto_of(starts, ok, latency, FAULT, END, RtoParams())
+    assert result["relapses"] == [
+        {
+            "start_at": T0 + 40.0,
+            "end_at": None,
+            "length_seconds": 19.875,
+            "failures": 160,
+            "ongoing": True,
+        }
+    ]
+
+
+def test_silence_after_the_recovery_is_reported_as_unobserved() -> None:
+    # Recovered at 15 (stable to 25), then no request from 30 to 40: 10 s in which a
+    # relapse could hide; before the recovery everything was watched.
+    result = gap(30, 40, [(10, 15)])
+    assert (result["rto_seconds"], result["relapses"]) == (5.0, [])
+    # The window at 29.875 holds one request (its span 29.875-40 is unseen), and those
+    # at 29.5, 29.625, 29.75 hold 4, 3, 2: 10.125 + 0.375 s.
+    assert result["unobserved_after_recovery_seconds"] == 10.5
+    assert result["unobserved_before_recovery_seconds"] == 0.0
+
+
+def test_a_stream_never_recovered_has_no_relapses_to_count() -> None:
+    assert measure([(10, 60)])["relapses"] is None
 
 
 def test_dense_traffic_recovers_at_the_first_good_request() -> None:
@@ -308,3 +421,68 @@ def test_a_failure_in_flight_at_the_fault_counts_where_it_completed() -> None:
     result = rto_of(starts, ok, latency, FAULT, float(starts[-1]), RtoParams())
     assert (result["rto_seconds"], result["failed"]) == (5.0, 40)  # starts decide the RTO
     assert result["last_failure_completed_at"] == T0 + 15.875
+
+
+REGIONS = {"us-east": "us", "us-west": "us", "eu-west": "eu", "eu-central": "eu"}
+
+
+def two_kills(eu_fails: list[tuple[float, float]]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """A US kill at T0 + 10 (US outage 10-15) and an EU kill 3 s later."""
+    us_starts, us_ok, _ = stream([(10, 15)])
+    eu_starts, eu_ok, _ = stream(eu_fails)
+    data = frame([("predict", "us", us_starts, us_ok), ("predict", "eu", eu_starts, eu_ok)])
+    faults = [
+        Fault("us-kill", "kill-region", "us-east", FAULT),
+        Fault("eu-kill", "kill-region", "eu-west", T0 + 13.0),
+    ]
+    table = rto_table(data, faults, region_jurisdiction=REGIONS)
+    return {(e["fault_id"], e["kind"], e["residency"]): e for e in table}
+
+
+def test_each_outage_is_measured_from_its_own_fault() -> None:
+    table = two_kills([(13, 16)])
+    us = table["us-kill", "all", "us"]
+    assert (us["status"], us["rto_seconds"], us["observed_until"]) == ("ok", 5.0, END)
+    assert (us["observation_ended_by"], us["covered_by"]) == (None, None)
+    eu = table["eu-kill", "all", "eu"]
+    assert (eu["status"], eu["rto_seconds"], eu["covered_by"]) == ("ok", 3.0, None)
+    # The EU stream under the US kill: cut by the EU kill 3 s later, and clean until
+    # then, so the EU kill's entry judges it.
+    cut = table["us-kill", "all", "eu"]
+    assert (cut["status"], cut["observation_ended_by"], cut["covered_by"]) == (
+        "no-data",
+        "eu-kill",
+        "eu-kill",
+    )
+    # The US stream under the EU kill is still the US kill's: its entry covers it.
+    assert table["eu-kill", "all", "us"]["covered_by"] == "us-kill"
+
+
+def test_a_failure_before_the_other_jurisdictions_fault_is_not_covered() -> None:
+    # The EU stream failed at T0 + 11, under the US kill, before its own fault: that
+    # failure belongs to no entry but the cut one, which stays no-data (inconclusive).
+    cut = two_kills([(11, 11.125), (13, 16)])["us-kill", "all", "eu"]
+    assert (cut["status"], cut["covered_by"]) == ("no-data", None)
+
+
+def test_without_a_topology_every_fault_ends_the_previous_observation() -> None:
+    starts, ok, _ = stream([(10, 15)])
+    data = frame([("predict", "us", starts, ok)])
+    faults = [Fault("a", "x", "us-east", FAULT), Fault("b", "x", "eu-west", T0 + 13.0)]
+    first = rto_table(data, faults)[0]
+    assert (first["status"], first["observed_until"]) == ("no-data", T0 + 13.0)
+    with_topology = rto_table(data, faults, region_jurisdiction=REGIONS)[0]
+    assert (with_topology["status"], with_topology["rto_seconds"]) == ("ok", 5.0)
+
+
+def test_a_second_fault_on_the_same_jurisdiction_ends_the_first() -> None:
+    starts, ok, _ = stream([(10, 15), (40, 45)])
+    data = frame([("predict", "us", starts, ok)])
+    faults = [Fault("a", "x", "us-east", FAULT), Fault("b", "x", "us-west", T0 + 40.0)]
+    first, _, second, _ = rto_table(data, faults, region_jurisdiction=REGIONS)
+    assert (first["observed_until"], first["rto_seconds"], first["relapses"]) == (
+        T0 + 40.0,
+        5.0,
+        [],
+    )
+    assert (second["rto_seconds"], second["covered_by"]) == (5.0, None)

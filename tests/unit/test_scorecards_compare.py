@@ -195,8 +195,8 @@ def test_cli_prints_and_writes(tmp_path: Path) -> None:
         ),
         pytest.param(
             ["{tmp}/a", "{tmp}/broken"],
-            "{tmp}/broken/measurements.json: not readable JSON: Expecting property name "
-            "enclosed in double quotes: line 1 column 2",
+            "{tmp}/broken/measurements.json: line 1: not valid JSON: Expecting property name "
+            "enclosed in double quotes",
             id="malformed",
         ),
         pytest.param(["{tmp}/a"], "give exactly two runs, RUN_A RUN_B (got 1)", id="one-run"),

@@ -210,6 +210,12 @@ def test_missing_measurements_make_everything_inconclusive(tmp_path: Path) -> No
             id="no-p99",
         ),
         pytest.param(set_rto("requests", None), "error_budget[us]", "lacks", id="no-requests"),
+        pytest.param(
+            set_rto("failed_after_fault", None), "error_budget[us]", "lacks", id="no-failures"
+        ),
+        pytest.param(
+            set_rto("relapses", None), "relapses[predict/us]", "not a list", id="no-relapses"
+        ),
     ],
 )
 def test_missing_or_unusable_data_is_inconclusive(
@@ -363,7 +369,8 @@ def _probes_shaped(doc: dict[str, Any]) -> None:
             "kind": kind, "residency": "us", "fault_id": fault_id, "fault": "kill-region",
             "target": "us-east", "fault_at": 1.0, "status": "ok", "reason": None,
             "impact": True, "recovered": True, "rto_seconds": rto_s, "recovered_at": 1.0 + rto_s,
-            "uncertainty_seconds": 0.01, "failed": failed, "brownout_seconds": 1.0,
+            "uncertainty_seconds": 0.01, "failed": failed, "failed_after_fault": failed,
+            "relapses": [], "brownout_seconds": 1.0,
             "latency_ms": {"p50": 20.0, "p95": 900.0, "p99": 2500.0, "requests": 90},
             "inputs": {"requests": requests, "window_seconds": 1.0},
         }  # fmt: skip
@@ -374,7 +381,7 @@ def _probes_shaped(doc: dict[str, Any]) -> None:
         rto("predict", "f2", 18.0, 10, 800),  # a second fault of the same run
     ]
     doc["rto_prometheus"] = [
-        {"jurisdiction": "us", "status": "ok", "rto_seconds": 40.0, "fault_id": "f1",
+        {"jurisdiction": "us", "status": "ok", "rto_seconds": 40.0, "fault_id": "f2",
          "instrumentation_mismatch": True},
     ]  # fmt: skip
     doc["integrity"] = [
@@ -525,3 +532,97 @@ def test_a_malformed_events_record_makes_the_fault_check_inconclusive(tmp_path: 
         "got '2026-11-30T10:00:00Z'"
     )
     assert card.verdict == INCONCLUSIVE
+
+
+# ---------------------------------------------------------------- relapses and faults
+RELAPSE = {"start_at": T + 40.0, "end_at": T + 70.0, "length_seconds": 30.0, "failures": 2400}
+
+
+def _relapse(doc: dict[str, Any]) -> None:
+    # predict · us recovered, then failed again for 30 s: 2,400 more failures.
+    doc["rto"][0].update(relapses=[RELAPSE], failed_after_fault=1200 + 2400)
+
+
+def test_a_relapse_fails_its_gate_and_burns_the_error_budget(tmp_path: Path) -> None:
+    card = score(tmp_path, _relapse)
+    by_id = {g.id: g for g in card.gates}
+    assert (by_id["relapses[predict/us]"].verdict, by_id["relapses[predict/us]"].value) == (
+        FAIL,
+        1.0,
+    )
+    assert by_id["relapses[predict/us]"].observations[0].evidence["relapses"] == [RELAPSE]
+    assert by_id["relapses[write/us]"].verdict == PASS
+    # (1,200 + 2,400 + 300) / (12,000 + 3,000): the relapse counts, not only the
+    # failures before recovery (those alone burn 0.1).
+    budget = by_id["error_budget[us]"]
+    assert budget.verdict == FAIL
+    assert budget.value == pytest.approx(0.26)
+    assert card.verdict == FAIL
+
+
+def test_no_relapse_seen_in_unobserved_time_is_inconclusive(tmp_path: Path) -> None:
+    card = score(tmp_path, set_rto("unobserved_after_recovery_seconds", 10.5))
+    result = next(g for g in card.gates if g.id == "relapses[predict/us]")
+    assert result.verdict == INCONCLUSIVE
+    assert "10.5 s after the recovery went unobserved" in result.reason
+
+    # A relapse that was seen fails whatever else went unseen.
+    def both(doc: dict[str, Any]) -> None:
+        _relapse(doc)
+        doc["rto"][0]["unobserved_after_recovery_seconds"] = 10.5
+
+    assert gate(score(tmp_path / "b", both), "relapses[predict/us]") == FAIL
+
+
+def test_the_relapses_gate_can_be_loosened(tmp_path: Path) -> None:
+    card = score(tmp_path, _relapse, gate_text="  relapses: {at_most: 1}\n")
+    assert gate(card, "relapses[predict/us]") == PASS
+
+
+def test_a_never_recovered_stream_has_no_relapse_count(tmp_path: Path) -> None:
+    card = score(tmp_path, rto_us=None)
+    assert gate(card, "relapses[predict/us]") == INCONCLUSIVE
+    assert gate(card, "rto_seconds[predict/us]") == FAIL
+
+
+def _two_faults(doc: dict[str, Any]) -> None:
+    """A US kill (f1) and an EU kill (f2); the blast-radius entries name who covers them."""
+    for entry in doc["rto"]:
+        entry["fault_id"] = "f1" if entry["residency"] == "us" else "f2"
+    doc["rto"] += [
+        {**doc["rto"][0], "fault_id": "f2", "recovered": False, "rto_seconds": None,
+         "covered_by": "f1"},
+        {**doc["rto"][2], "fault_id": "f1", "status": "no-data", "reason": "too short",
+         "covered_by": "f2"},
+    ]  # fmt: skip
+    doc["rto_prometheus"] = [
+        {"jurisdiction": "us", "residency": "us", "fault_id": "f1", "status": "ok",
+         "rto_seconds": 15.0,
+         "instrumentation_mismatch": False},
+        {"jurisdiction": "us", "residency": "us", "fault_id": "f2", "status": "ok",
+         "rto_seconds": 99.0,
+         "instrumentation_mismatch": True},
+        {"jurisdiction": "eu", "residency": "eu", "fault_id": "f2", "status": "ok",
+         "rto_seconds": 0.0,
+         "instrumentation_mismatch": False},
+    ]  # fmt: skip
+
+
+def test_entries_covered_by_another_fault_do_not_gate(tmp_path: Path) -> None:
+    # Each stream is judged by its own fault's entry; the covered ones (a not-recovered
+    # us entry under f2, a no-data eu entry under f1) and f2's Prometheus mismatch on us
+    # do not reach the us gates.
+    card = score(tmp_path, _two_faults)
+    assert gate(card, "rto_seconds[predict/us]") == PASS
+    assert gate(card, "rto_seconds[predict/eu]") == PASS
+    assert gate(card, "error_budget[eu]") == PASS
+    assert card.verdict == PASS
+
+
+def test_without_covered_by_an_overlapping_fault_is_inconclusive(tmp_path: Path) -> None:
+    def uncovered(doc: dict[str, Any]) -> None:
+        _two_faults(doc)
+        doc["rto"][-1]["covered_by"] = None
+
+    card = score(tmp_path, uncovered)
+    assert gate(card, "rto_seconds[predict/eu]") == INCONCLUSIVE

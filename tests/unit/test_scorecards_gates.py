@@ -22,11 +22,21 @@ def test_the_shipped_gates_file_holds_the_platform_targets() -> None:
     assert default.rto_seconds.threshold == 60
     assert default.rto_seconds.statistic == "max"
     assert default.rpo_seconds.threshold == 300
-    for key in ("lost_after_fault", "residency_violations", "wrong_answers"):
+    for key in ("relapses", "lost_after_fault", "residency_violations", "wrong_answers"):
         assert default.spec(key).comparison == "<="
         assert default.spec(key).threshold == 0
     assert not default.time_to_detect_seconds.enabled
     assert gates.resolve("replica-corruption", "us").time_to_detect_seconds.enabled
+
+
+def test_a_gates_file_without_relapses_gets_the_strict_default() -> None:
+    # Older gates files predate the gate: they get at_most 0, not "no gate".
+    gates = parse_gates(BASE, Path("g.yaml"))
+    relapses = gates.resolve(None, None).relapses
+    assert (relapses.enabled, relapses.comparison, relapses.threshold) == (True, "<=", 0)
+    loose = parse_gates(BASE + "jurisdictions:\n  eu: {relapses: {at_most: 2}}\n", Path("g"))
+    assert loose.resolve(None, "eu").relapses.threshold == 2
+    assert loose.resolve(None, "us").relapses.threshold == 0
 
 
 def test_overrides_merge_defaults_then_jurisdiction_then_experiment_then_both() -> None:

@@ -110,6 +110,35 @@ def test_html_is_self_contained(scored: Scored) -> None:
     assert "What blocks the release" in html
 
 
+def test_the_prometheus_rto_stands_beside_the_client_rto(tmp_path: Path) -> None:
+    # A measured cross-check (the fields probes.prometheus.compare_rto writes) shows in
+    # the Markdown and the HTML, on the rows of its fault and jurisdiction.
+    run = write_sample_run(tmp_path / "run", timeline=False)
+
+    def measured(doc: dict[str, Any]) -> None:
+        for entry in doc["rto"]:
+            entry["fault_id"] = "f1"
+        doc["rto"][1]["covered_by"] = "f0"
+        doc["rto_prometheus"] = [
+            {"jurisdiction": "us", "residency": "us", "fault_id": "f1", "status": "ok",
+             "rto_seconds": 14.69, "difference_seconds": 0.49, "mismatch_bound_seconds": 2.0,
+             "instrumentation_mismatch": False},
+            {"jurisdiction": "us", "residency": "us", "fault_id": "f0", "status": "ok",
+             "rto_seconds": 99.0},
+            {"jurisdiction": "eu", "residency": "eu", "fault_id": "f1", "status": "no-data"},
+        ]  # fmt: skip
+
+    edit_measurements(run, measured)
+    out = score([run], parse_gates(GATES, Path("gates.yaml")), clock=lambda: T).runs[0].out_dir
+    cell = "14.7 s (+0.49 s, bound 2 s)"
+    markdown = (out / "scorecard.md").read_text()
+    rows = [line for line in markdown.splitlines() if line.startswith("| run | predict")]
+    assert [r.split(" | ")[4] for r in rows] == [cell, "no-data"]
+    assert "99.0 s" not in markdown  # another fault's figure
+    assert "| write · us | ok (judged by f0) |" in markdown
+    assert f"<td>{cell}</td>" in (out / "scorecard.html").read_text()
+
+
 def test_charts_are_written(scored: Scored) -> None:
     for name in ("traffic", "served-by", "lost-writes"):
         png = scored.out_dir / "charts" / f"{name}.png"
