@@ -315,8 +315,15 @@ def before_method_control(
     name = (configuration or {}).get("gameday_experiment")
     if name and not world_json.exists():
         # `gameday run` writes a full one; a plain `chaos run` gets at least the name the
-        # scorecard's per-experiment gates are keyed by.
-        world_json.write_text(json.dumps({"experiment": name, "platform": "local"}) + "\n")
+        # scorecard's per-experiment gates are keyed by, and the model the platform
+        # deployed (without it the digest check has nothing to compare with).
+        from infra.local import world
+        from infra.local.model import deployed_model
+
+        base = (configuration or {}).get("gameday_home")
+        registry = world.world_dir(Path(str(base)) if base else None) / "registry"
+        doc = {"experiment": name, "platform": "local", "model": deployed_model(registry)}
+        world_json.write_text(json.dumps(doc) + "\n")
     _start_load(drill, configuration)
     watcher = threading.Thread(target=_watch, args=(drill, _prometheus(configuration)), daemon=True)
     watcher.start()

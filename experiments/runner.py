@@ -37,6 +37,7 @@ from typing import Any
 
 from infra.errors import ConfigError, GamedayError
 from infra.local import world
+from infra.local.model import deployed_model
 from infra.local.topology import load_topology
 
 REPO = Path(__file__).resolve().parent.parent
@@ -83,22 +84,6 @@ def _versions() -> dict[str, str]:
     }
 
 
-def _deployed_model(registry: Path) -> dict[str, Any]:
-    """The model the platform deployed, from its registry manifest: the digest every
-    answer's `X-Model-Digest` must equal (the probes' expected digest)."""
-    from infra.local.model import MANIFEST_FILE, MODEL_FILE, ModelIntegrityError, read_manifest
-
-    try:
-        manifest = read_manifest(registry)
-    except ModelIntegrityError as exc:
-        return {"digest": None, "source": str(registry / MANIFEST_FILE), "reason": str(exc)}
-    return {
-        "digest": manifest.model_digest,
-        "file": MODEL_FILE,
-        "source": str(registry / MANIFEST_FILE),
-    }
-
-
 def _world_json(run_dir: Path, experiment: str, base: Path | None, reused: bool) -> None:
     info = world.require_world(base)
     raw = json.loads((info.directory / "world.json").read_text())
@@ -120,7 +105,7 @@ def _world_json(run_dir: Path, experiment: str, base: Path | None, reused: bool)
         "data_groups": {g: settings.as_redis() for g, settings in topology.data_groups},
         "addresses": raw.get("addresses", {}),
         "urls": info.urls,
-        "model": _deployed_model(info.directory / "registry"),
+        "model": deployed_model(info.directory / "registry"),
         "git_sha": _git_sha(),
         "versions": _versions(),
         # The password is the world's own and dies with it; the run directory is

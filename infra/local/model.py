@@ -191,6 +191,24 @@ def read_manifest(registry: Path) -> Manifest:
         raise ModelIntegrityError(f"{registry / MANIFEST_FILE}: unreadable manifest") from exc
 
 
+def deployed_model(registry: Path) -> dict[str, Any]:
+    """What a run's `world.json` records as `model`: the digest the registry deployed.
+
+    Every answer's `X-Model-Digest` must equal `digest` (the probes' expected digest).
+    An unreadable manifest gives `digest: None` and the reason: the digest check is then
+    `no-data`, never a guess.
+    """
+    try:
+        manifest = read_manifest(registry)
+    except ModelIntegrityError as exc:
+        return {"digest": None, "source": str(registry / MANIFEST_FILE), "reason": str(exc)}
+    return {
+        "digest": manifest.model_digest,
+        "file": MODEL_FILE,
+        "source": str(registry / MANIFEST_FILE),
+    }
+
+
 def read_golden(registry: Path) -> dict[str, float]:
     """Canary entity id -> the score a correct replica answers."""
     raw = json.loads((registry / GOLDEN_FILE).read_text())
