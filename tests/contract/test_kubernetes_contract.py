@@ -51,6 +51,18 @@ def _replicas(rig: Rig, namespace: str = NS) -> dict[str, int]:
     }
 
 
+def _policy_enums_are_valid(policy: dict[str, Any]) -> None:
+    spec = policy["spec"]
+    assert set(spec["policyTypes"]) <= {"Ingress", "Egress"}
+    assert spec["podSelector"]["matchLabels"], "a fault policy never selects every pod"
+    for rule in spec.get("ingress", []) + spec.get("egress", []):
+        for peer in rule.get("from", []) + rule.get("to", []):
+            for expression in peer.get("namespaceSelector", {}).get("matchExpressions", []):
+                assert expression["operator"] in {"In", "NotIn", "Exists", "DoesNotExist"}
+        for port in rule.get("ports", []):
+            assert port.get("protocol", "TCP") in {"TCP", "UDP", "SCTP"}
+
+
 def _state(rig: Rig) -> dict[str, Any]:
     data: dict[str, Any] = json.loads((rig.events.parent / driver.STATE_FILE).read_text())
     return data
@@ -67,6 +79,8 @@ def test_kill_region_cuts_the_network_first_then_scales_to_zero(rig: Rig) -> Non
     ]
     for policy in posts:
         assert policy["spec"]["podSelector"] == {"matchLabels": {"gameday.dev/region": "us-east"}}
+    for policy in posts:
+        _policy_enums_are_valid(policy)
     assert posts[0]["spec"]["policyTypes"] == ["Ingress"]
     assert posts[1]["spec"]["policyTypes"] == ["Egress"]
     patches = [r for r in rig.api.requests if r.method == "PATCH"]
@@ -150,6 +164,8 @@ def test_partition_excludes_same_cluster_peers_by_namespace_and_others_by_cidr(
 
     assert rig.api.lines() == [f"POST {POLICIES}", f"POST {POLICIES}"]
     ingress, egress = (r.body for r in rig.api.requests)
+    _policy_enums_are_valid(ingress)
+    _policy_enums_are_valid(egress)
     peers = [
         {
             "namespaceSelector": {
