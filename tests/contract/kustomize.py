@@ -107,8 +107,9 @@ def _label(objects: list[dict[str, Any]], label: dict[str, Any]) -> None:
             elif kind == "Service":
                 spec.setdefault("selector", {}).update(pairs)
         if templates:
-            if kind in WORKLOADS:
-                spec["template"]["metadata"].setdefault("labels", {}).update(pairs)
+            if kind in WORKLOADS or kind == "Job":
+                template = spec["template"]
+                template.setdefault("metadata", {}).setdefault("labels", {}).update(pairs)
             elif kind == "CronJob":
                 job = spec["jobTemplate"]
                 job.setdefault("metadata", {}).setdefault("labels", {}).update(pairs)

@@ -46,7 +46,7 @@ def _key(obj: dict[str, Any]) -> tuple[str, str, str]:
 
 
 def _pod_specs(obj: dict[str, Any]) -> list[tuple[dict[str, str], dict[str, Any]]]:
-    if obj["kind"] in WORKLOADS:
+    if obj["kind"] in (*WORKLOADS, "Job"):
         template = obj["spec"]["template"]
     elif obj["kind"] == "CronJob":
         template = obj["spec"]["jobTemplate"]["spec"]["template"]
