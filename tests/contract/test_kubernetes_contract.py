@@ -471,3 +471,67 @@ def test_an_unsupported_operation_is_refused(rig: Rig) -> None:
     with pytest.raises(UnsupportedFault, match="'melt-datacenter'"):
         driver.apply("melt-datacenter", {}, rig.configuration)
     assert rig.api.requests == []
+
+
+# --------------------------------------------------------------------------- chaos run
+def test_chaos_run_drives_the_driver_and_its_rollback(rig: Rig) -> None:
+    """The Chaos Toolkit path: configuration keys, the action, the rollback, the journal."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    experiment = {
+        "version": "1.0.0",
+        "title": "contract: kill us-east through chaos run, roll back",
+        "description": "no load, no measurement: the requests only",
+        "configuration": rig.configuration,
+        "steady-state-hypothesis": {"title": "nothing to check", "probes": []},
+        "method": [
+            {
+                "type": "action",
+                "name": "kill-us-east",
+                "provider": {
+                    "type": "python",
+                    "module": "infra.actions",
+                    "func": "kill_region",
+                    "arguments": {"region": "us-east"},
+                },
+            }
+        ],
+        "rollbacks": [
+            {
+                "type": "action",
+                "name": "revert-every-fault",
+                "provider": {"type": "python", "module": "infra.actions", "func": "revert_all"},
+            }
+        ],
+    }
+    path = rig.tmp / "experiment.yaml"
+    path.write_text(yaml.safe_dump(experiment), encoding="utf-8")
+    journal = rig.tmp / "journal.json"
+    chaos = Path(sys.executable).with_name("chaos")
+    done = subprocess.run(
+        [
+            str(chaos),
+            "run",
+            "--journal-path",
+            str(journal),
+            "--rollback-strategy",
+            "always",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        cwd=rig.tmp,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(journal.read_text())
+    assert result["status"] == "completed"
+    assert [r["status"] for r in result["run"]] == ["succeeded"]
+    assert [r["status"] for r in result["rollbacks"]] == ["succeeded"]
+    assert rig.api.lines() == KILL + RESTORE
+    assert rig.api.invalid == []
+    assert [e.type for e in read_events(rig.events)] == ["fault", "revert"]
