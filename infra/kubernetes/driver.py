@@ -306,7 +306,7 @@ def _kill(session: _Session, args: dict[str, Any]) -> dict[str, Any]:
                 session.store.save()
                 _scale(secrets, kind, workload, region.namespace, 0)
     except FaultError:
-        _undo(session, entry)
+        _undo(session, entry, {}, [])
         raise
     session.store.save()
     details: dict[str, JsonValue] = {
@@ -325,40 +325,42 @@ def _workloads(region: KubernetesRegion) -> list[tuple[Kind, list[str]]]:
     return [("deployment", region.deployments), ("statefulset", region.statefulsets)]
 
 
-def _undo(session: _Session, entry: Active) -> dict[str, JsonValue]:
-    """Revert what `entry` recorded: workloads back to their counts, policies removed."""
-    restored: dict[str, JsonValue] = {}
-    removed: list[JsonValue] = []
+def _undo(
+    session: _Session, entry: Active, restored: dict[str, JsonValue], removed: list[JsonValue]
+) -> None:
+    """Revert what `entry` recorded, noting it in `restored` and `removed`.
+
+    Policies go first, then workloads back to their counts, as on the local platform
+    (link up, then restart). Something already gone counts as undone, so a revert that
+    failed half way can simply be run again: the entry stays in the state until then.
+    """
+    region = session.target.region(entry.regions[0])
     for region_name, policy in entry.policies:
-        region = session.target.region(region_name)
-        if _remove_policy(session.secrets(region), region.namespace, policy):
-            removed.append(f"{region.namespace}/{policy}")
+        home = session.target.region(region_name)
+        if _remove_policy(session.secrets(home), home.namespace, policy):
+            removed.append(f"{home.namespace}/{policy}")
     for scaled in entry.scaled:
-        region = session.target.region(entry.regions[0])
         _scale(session.secrets(region), scaled.kind, scaled.name, region.namespace, scaled.replicas)
         restored[f"{scaled.kind}/{scaled.name}"] = scaled.replicas
-    if entry.pods:
-        region = session.target.region(entry.regions[0])
-        for pod in entry.pods:
-            _delete_pod(session.secrets(region), region.namespace, pod)
-        removed.extend(f"{region.namespace}/pod/{p}" for p in entry.pods)
+    for pod in entry.pods:
+        _delete_pod(session.secrets(region), region.namespace, pod)
+        removed.append(f"{region.namespace}/pod/{pod}")
     for chaos in entry.chaos:
-        region = session.target.region(entry.regions[0])
         if _delete_chaos(session.secrets(region), region.namespace, chaos):
             removed.append(f"{region.namespace}/networkchaos/{chaos}")
     session.store.close([entry])
-    return {"restored": restored, "removed": removed}
 
 
 def _revert(session: _Session, fault: str, target: str, entries: list[Active]) -> dict[str, Any]:
-    details: dict[str, JsonValue] = {"fault_ids": [e.id for e in entries]}
     restored: dict[str, JsonValue] = {}
     removed: list[JsonValue] = []
     for entry in entries:
-        undone = _undo(session, entry)
-        restored.update(undone["restored"] if isinstance(undone["restored"], dict) else {})
-        removed.extend(undone["removed"] if isinstance(undone["removed"], list) else [])
-    details.update(restored=restored, removed=removed)
+        _undo(session, entry, restored, removed)
+    details: dict[str, JsonValue] = {
+        "fault_ids": [e.id for e in entries],
+        "restored": restored,
+        "removed": removed,
+    }
     record = FaultRecord(
         "revert", fault, target, uuid.uuid4().hex[:12], reverted_at=time.time(), details=details
     )
@@ -506,7 +508,7 @@ def _partition(session: _Session, args: dict[str, Any]) -> dict[str, Any]:
                     spec=policy, ns=region.namespace, secrets=session.secrets(region)
                 )
     except FaultError:
-        _undo(session, entry)
+        _undo(session, entry, {}, [])
         raise
     entry.applied_at = time.time()
     session.store.save()
@@ -552,7 +554,7 @@ def _corrupt(session: _Session, args: dict[str, Any]) -> dict[str, Any]:
     count = int(args.get("count", 100))
     if count < 1:
         raise ConfigError(f"count {count} must be at least 1")
-    damage = region.replicas.get(what)  # type: ignore[call-overload]
+    damage = next((d for kind, d in region.replicas.items() if kind == what), None)
     if damage is None:
         raise ConfigError(
             f"{session.target.source}: regions.{name}.kubernetes.replicas.{what}: "
@@ -842,7 +844,7 @@ def _plan_corrupt(session: _Session, args: dict[str, Any]) -> list[str]:
     name = str(args.get("region", "")).strip()
     region = session.region(name)
     what = str(args.get("what", "model"))
-    damage = region.replicas.get(what)  # type: ignore[call-overload]
+    damage = next((d for kind, d in region.replicas.items() if kind == what), None)
     if damage is None:
         raise ConfigError(
             f"{session.target.source}: regions.{name}.kubernetes.replicas.{what}: not configured"

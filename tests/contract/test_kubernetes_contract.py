@@ -273,6 +273,26 @@ def test_revert_all_tolerates_a_policy_someone_already_removed(rig: Rig) -> None
     assert _replicas(rig)["statefulsets/redis"] == 1
 
 
+def test_a_revert_that_fails_half_way_can_be_run_again(rig: Rig) -> None:
+    actions.kill_region("us-east", configuration=rig.configuration)
+    redis = rig.api.cluster.objects.pop(("statefulsets", NS, "redis"))
+    with pytest.raises(FaultError, match=r"scale statefulset gameday-us-east/redis to 1.*404"):
+        actions.restore_region("us-east", configuration=rig.configuration)
+    assert len(_state(rig)["active"]) == 1  # kept: the revert is not done
+    rig.api.cluster.objects[("statefulsets", NS, "redis")] = redis
+    sent = len(rig.api.requests)
+    revert = actions.restore_region("us-east", configuration=rig.configuration)
+    # The policies are already gone (404, counted as undone); the counts are set again.
+    assert rig.api.lines()[sent:] == RESTORE
+    assert revert["details"]["removed"] == []
+    assert _replicas(rig) == {
+        "deployments/inference": 3,
+        "deployments/router": 2,
+        "statefulsets/redis": 1,
+    }
+    assert _state(rig)["active"] == []
+
+
 def test_degrade_link_without_chaos_mesh_is_unsupported_and_changes_nothing(rig: Rig) -> None:
     with pytest.raises(UnsupportedFault, match="needs Chaos Mesh"):
         actions.degrade_link("us-east", configuration=rig.configuration)
