@@ -9,6 +9,7 @@ policies: see docs/kubernetes.md for running the drills on kind or k3d.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -555,3 +556,70 @@ def test_chaos_run_drives_the_driver_and_its_rollback(rig: Rig) -> None:
     assert rig.api.lines() == KILL + RESTORE
     assert rig.api.invalid == []
     assert [e.type for e in read_events(rig.events)] == ["fault", "revert"]
+
+
+# --------------------------------------------------------------------------- least privilege
+_RBAC_PATH = re.compile(
+    r"^/(?:api/(?P<core>v1)|apis/(?P<group>[^/]+)/[^/]+)"
+    r"(?:/namespaces/[^/]+)?/(?P<resource>[^/]+)(?:/(?P<name>[^/]+)(?:/(?P<sub>[^/]+))?)?$"
+)
+_VERBS = {"POST": "create", "PATCH": "patch", "DELETE": "delete", "PUT": "update"}
+
+
+def _rbac(request: Any) -> tuple[str, str, str]:
+    match = _RBAC_PATH.match(request.path)
+    assert match, request.path
+    group = "" if match["core"] else match["group"]
+    resource = match["resource"] + (f"/{match['sub']}" if match["sub"] else "")
+    if request.method == "GET":
+        verb = "get" if match["name"] else "list"
+    else:
+        verb = _VERBS[request.method]
+    return group, resource, verb
+
+
+def _allows(rules: list[dict[str, Any]], need: tuple[str, str, str]) -> bool:
+    group, resource, verb = need
+    return any(
+        group in r["apiGroups"] and resource in r["resources"] and verb in r["verbs"] for r in rules
+    )
+
+
+def test_the_scheduled_drill_may_send_every_request_the_driver_sends_and_no_more(
+    rig: Rig,
+) -> None:
+    from tests.contract.kustomize import build
+
+    manifests = Path(driver.__file__).parent / "manifests"
+    test_degrade_link_with_chaos_mesh_creates_a_network_chaos_and_removes_it(rig)
+    actions.kill_region("us-east", configuration=rig.configuration)
+    actions.partition_regions("us-west", "us-east", configuration=rig.configuration)
+    actions.corrupt_replica("us-west", configuration=rig.configuration)
+    actions.revert_all(configuration=rig.configuration)
+    needed = {_rbac(r) for r in rig.api.requests}
+
+    [role] = [
+        o
+        for o in build(manifests / "overlays/us-east")
+        if o["kind"] == "Role" and o["metadata"]["name"] == "gameday-drill"
+    ]
+    [cluster_role] = [o for o in build(manifests / "global") if o["kind"] == "ClusterRole"]
+    namespaced = {n for n in needed if n[1] != "customresourcedefinitions"}
+    assert {n for n in needed if n not in namespaced} == {
+        ("apiextensions.k8s.io", "customresourcedefinitions", "get")
+    }
+    assert _allows(
+        cluster_role["rules"], ("apiextensions.k8s.io", "customresourcedefinitions", "get")
+    )
+    for need in sorted(namespaced):
+        assert _allows(role["rules"], need), need
+    granted = {
+        (g, res, v)
+        for r in role["rules"]
+        for g in r["apiGroups"]
+        for res in r["resources"]
+        for v in r["verbs"]
+    }
+    # The Role grants only what the requests use; websocket exec may be checked as
+    # either get or create, depending on the API server's version.
+    assert granted - namespaced == {("", "pods/exec", "create")}

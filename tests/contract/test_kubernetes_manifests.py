@@ -8,6 +8,7 @@ and the local catalog does not list them as local drills.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -151,6 +152,10 @@ def test_the_renderer_refuses_what_it_does_not_support(tmp_path: Path) -> None:
         build(tmp_path)
 
 
+# kubectl never needs a cluster here: an empty kubeconfig keeps it from reaching one.
+_NO_CLUSTER = {**os.environ, "KUBECONFIG": os.devnull}
+
+
 def _kubectl_kustomize() -> str | None:
     kubectl = shutil.which("kubectl")
     if kubectl is None:
@@ -161,6 +166,7 @@ def _kubectl_kustomize() -> str | None:
         text=True,
         check=False,
         timeout=30,
+        env=_NO_CLUSTER,
     )
     version = (yaml.safe_load(done.stdout or "{}") or {}).get("kustomizeVersion", "v0")
     return kubectl if int(version.lstrip("v").split(".")[0] or 0) >= 5 else None
@@ -177,6 +183,7 @@ def test_the_renderer_agrees_with_kubectl_kustomize(name: str) -> None:
         text=True,
         check=True,
         timeout=60,
+        env=_NO_CLUSTER,
     )
     theirs = sorted((d for d in yaml.safe_load_all(done.stdout) if d), key=_key)
     ours = sorted(_objects(name), key=_key)
