@@ -1,0 +1,1 @@
+"""The Kubernetes target: region faults through chaostoolkit-kubernetes."""
