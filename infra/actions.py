@@ -37,7 +37,7 @@ __all__ = [
     "revert_all",
 ]
 
-PLATFORMS = ("local",)
+PLATFORMS = ("local", "aws")
 
 
 def _target(name: str, what: str = "region") -> str:
@@ -59,8 +59,12 @@ def _apply(op: str, args: dict[str, Any], configuration: dict[str, Any] | None) 
     if platform not in PLATFORMS:
         raise ConfigError(
             f"configuration gameday_platform {platform!r} is not supported "
-            f"(available: {', '.join(PLATFORMS)}; kubernetes and aws are planned)"
+            f"(available: {', '.join(PLATFORMS)}; kubernetes is planned)"
         )
+    if platform == "aws":
+        from infra.aws import driver
+
+        return driver.apply(op, args, config)
     from infra.local import world
 
     events = config.get("gameday_events") or os.environ.get("GAMEDAY_EVENTS")
