@@ -29,13 +29,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from infra.errors import ConfigError
 
 __all__ = ["AwsAllow", "AwsRegion", "AwsTarget", "load", "validate"]
 
 _ACCOUNT = re.compile(r"^\d{12}$")
+_VPC = re.compile(r"^vpc-[0-9a-f]+$")
 _AWS_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 
 
@@ -45,7 +46,7 @@ class AwsRegion(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     region: str
-    vpc_id: str = Field(pattern=r"^vpc-[0-9a-z]+$")
+    vpc_id: str
     tags: dict[str, str]
     target_groups: tuple[str, ...] = ()
     auto_scaling_groups: tuple[str, ...] = ()
@@ -56,6 +57,13 @@ class AwsRegion(BaseModel):
     def _aws_region(cls, value: str) -> str:
         if not _AWS_REGION.match(value):
             raise ValueError(f"{value!r} is not an AWS region name (like 'us-east-1')")
+        return value
+
+    @field_validator("vpc_id")
+    @classmethod
+    def _vpc(cls, value: str) -> str:
+        if not _VPC.match(value):
+            raise ValueError(f"{value!r} is not a VPC id (like 'vpc-0abc1234')")
         return value
 
     @field_validator("tags")
@@ -80,7 +88,14 @@ class AwsAllow(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     account_id: str
-    regions: tuple[str, ...] = Field(min_length=1)
+    regions: tuple[str, ...]
+
+    @field_validator("regions")
+    @classmethod
+    def _some_region(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("at least one AWS region the drill may touch is required")
+        return value
 
     @field_validator("account_id", mode="before")
     @classmethod
@@ -118,7 +133,8 @@ def _where(loc: tuple[int | str, ...]) -> str:
 
 def _message(exc: ValidationError) -> tuple[tuple[int | str, ...], str]:
     error = exc.errors()[0]
-    return tuple(error["loc"]), str(error["msg"]).removeprefix("Value error, ")
+    msg = str(error["msg"]).removeprefix("Value error, ")
+    return tuple(error["loc"]), msg[:1].lower() + msg[1:]
 
 
 def _section(doc: dict[str, Any], path: tuple[str, ...], source: Path) -> Any:
