@@ -417,24 +417,20 @@ def test_emulator_iam_policy_names_exactly_the_calls_the_driver_makes(world: Wor
 
 
 # --------------------------------------------------------------------------- chaos run
-def _chaos_run(world: World, tmp_path: Path, *extra: str) -> dict[str, Any]:
-    journal = tmp_path / "journal.json"
+def _chaos_run(world: World, tmp_path: Path, name: str, *extra: str) -> dict[str, Any]:
+    journal = tmp_path / f"{name}-journal.json"
     env = {
         **os.environ,
         "GAMEDAY_PLATFORM_FILE": str(world.platform),
         "GAMEDAY_EVENTS": str(world.events),
         "GAMEDAY_TARGET_REGION": "us-east",
+        "GAMEDAY_TARGET_ZONE": "us-east-1b",
+        "GAMEDAY_PARTITION_A": "us-east",
+        "GAMEDAY_PARTITION_B": "us-west",
     }
+    command = [str(CHAOS), "--no-log-file", "run", "--journal-path", str(journal), *extra]
     subprocess.run(
-        [
-            str(CHAOS),
-            "--no-log-file",
-            "run",
-            "--journal-path",
-            str(journal),
-            *extra,
-            str(REPO / "experiments" / "aws" / "region-kill.yaml"),
-        ],
+        [*command, str(REPO / "experiments" / "aws" / f"{name}.yaml")],
         cwd=tmp_path,
         env=env,
         check=False,
@@ -445,34 +441,70 @@ def _chaos_run(world: World, tmp_path: Path, *extra: str) -> dict[str, Any]:
     return result
 
 
-def test_emulator_region_kill_experiment_under_chaos_run(world: World, tmp_path: Path) -> None:
-    before = world.snapshot()
+def _region_killed(world: World, before: dict[str, Any]) -> None:
     east = world.estate["us-east"]
-
-    journal = _chaos_run(world, tmp_path, "--rollback-strategy", "never")
-
-    assert journal["status"] == "completed", journal
     assert {world.instance_state("us-east", i) for i in east.instances.values()} == {"stopped"}
     assert world.registered("us-east") == {east.bystander_instance}
-    assert (
-        world.acl_of("us-east", east.subnets["us-east-1a"])
-        != before["us-east"]["acls"][east.subnets["us-east-1a"]]
-    )
+    for subnet in east.subnets.values():
+        assert world.acl_of("us-east", subnet) != before["us-east"]["acls"][subnet]
+    assert world.suspended("us-east") == {"ScheduledActions", *driver.SUSPENDED_PROCESSES}
     assert world.snapshot()["us-west"] == before["us-west"]
 
-    actions.revert_all(configuration=world.configuration)
-    assert world.snapshot() == before
+
+def _zone_killed(world: World, before: dict[str, Any]) -> None:
+    east = world.estate["us-east"]
+    assert world.instance_state("us-east", east.instances["us-east-1b"]) == "stopped"
+    assert world.instance_state("us-east", east.instances["us-east-1a"]) == "running"
+    assert world.registered("us-east") == {east.instances["us-east-1a"], east.bystander_instance}
 
 
-def test_emulator_region_kill_experiment_rolls_back(world: World, tmp_path: Path) -> None:
+def _partitioned(world: World, before: dict[str, Any]) -> None:
+    for name, other in (("us-east", "us-west"), ("us-west", "us-east")):
+        subnet = next(iter(world.estate[name].subnets.values()))
+        entries = world.acl_entries(name, world.acl_of(name, subnet))
+        cidr = world.estate[other].cidr
+        assert [(egress, action) for _, egress, action, c in entries if c == cidr] == [
+            (False, "deny"),
+            (True, "deny"),
+        ]
+
+
+def _failed_over(world: World, before: dict[str, Any]) -> None:
+    assert world.writer("us-east") == world.estate["us-east"].cluster_reader
+
+
+@pytest.mark.parametrize(
+    ("name", "fault", "during"),
+    [
+        pytest.param("region-kill", "kill-region", _region_killed, id="region-kill"),
+        pytest.param("zone-kill", "kill-zone", _zone_killed, id="zone-kill"),
+        pytest.param("partition", "partition", _partitioned, id="partition"),
+        pytest.param("db-failover", "failover-database", _failed_over, id="db-failover"),
+    ],
+)
+def test_emulator_aws_experiment_under_chaos_run(
+    world: World, tmp_path: Path, name: str, fault: str, during: Any
+) -> None:
     before = world.snapshot()
 
-    journal = _chaos_run(world, tmp_path)
+    # Without its rollback, the experiment leaves the fault in place to be checked.
+    journal = _chaos_run(world, tmp_path, name, "--rollback-strategy", "never")
+
+    assert journal["status"] == "completed", journal
+    during(world, before)
+    assert driver.plan("revert-all", {}, world.configuration)[1:] == [
+        f"revert {fault} {journal['run'][0]['output']['target']} "
+        f"(fault {journal['run'][0]['output']['id']})"
+    ]
+
+    # Run normally, it rolls back what it did: the estate is as it was.
+    actions.revert_all(configuration=world.configuration)
+    journal = _chaos_run(world, tmp_path, name)
 
     assert journal["status"] == "completed", journal
     assert [r["activity"]["name"] for r in journal["rollbacks"]] == ["revert-every-fault"]
     assert world.snapshot() == before
     assert [(r.type, r.fault) for r in read_events(world.events)] == [
-        ("fault", "kill-region"),
-        ("revert", "kill-region"),
-    ]
+        ("fault", fault),
+        ("revert", fault),
+    ] * 2
