@@ -50,7 +50,9 @@ def plan(op: str, args: dict[str, Any], configuration: Config | None) -> list[st
     before its first change.
     """
     _supported(op)
-    run = session.open_session(configuration or {}, None)
+    run = session.open_session(configuration or {}, None, events_required=False)
+    if op not in _FAULTS and run.events is None:
+        return [f"{op}: no gameday_events configured, so no recorded fault to revert"]
     regions = _regions_of(run, op, args)
     lines = [f"aws account {run.target.allow.account_id}: {session.identity(run, regions)}"]
     if op in ("kill-region", "kill-zone"):
@@ -78,6 +80,9 @@ def _supported(op: str) -> None:
             f"fault {op!r} is not supported by the aws driver "
             f"(supported: {', '.join(sorted(OPERATIONS))})"
         )
+
+
+_FAULTS = ("kill-region", "kill-zone", "partition", "failover-database")
 
 
 def _regions_of(run: Session, op: str, args: dict[str, Any]) -> list[str]:

@@ -17,6 +17,11 @@ from infra.types import FaultRecord, JsonValue, append_event
 
 STATE_FILE = "aws-state.json"
 
+_NO_EVENTS = (
+    "configuration gameday_events (or $GAMEDAY_EVENTS) is required for the aws driver: "
+    "its revert state is kept next to the events file"
+)
+
 Config = dict[str, Any]
 Secrets = dict[str, Any] | None
 
@@ -28,11 +33,19 @@ class Session:
     target: AwsTarget
     configuration: Config
     secrets: Secrets
-    events: Path
+    events: Path | None
+
+    @property
+    def events_file(self) -> Path:
+        """The run's events file; ConfigError when the configuration names none."""
+        if self.events is None:
+            raise ConfigError(_NO_EVENTS)
+        return self.events
 
     @property
     def state_path(self) -> Path:
-        return self.events.parent / STATE_FILE
+        """`aws-state.json` next to the events file: what the active faults changed."""
+        return self.events_file.parent / STATE_FILE
 
     def client(self, service: str, aws_region: str) -> Any:
         """A chaosaws client for one AWS region (chaosaws's region is experiment-wide)."""
@@ -44,7 +57,13 @@ class Session:
         return {**self.configuration, "aws_region": aws_region}
 
 
-def open_session(configuration: Config, secrets: Secrets) -> Session:
+def open_session(
+    configuration: Config, secrets: Secrets, *, events_required: bool = True
+) -> Session:
+    """Read the platform file the configuration names; ConfigError naming what is missing.
+
+    `events_required=False` (a read-only plan) accepts a configuration without events.
+    """
     raw_file = configuration.get("gameday_platform_file")
     if not raw_file:
         raise ConfigError(
@@ -52,12 +71,9 @@ def open_session(configuration: Config, secrets: Secrets) -> Session:
         )
     target = aws_config.load(Path(str(raw_file)))
     events = configuration.get("gameday_events") or os.environ.get("GAMEDAY_EVENTS")
-    if not events:
-        raise ConfigError(
-            "configuration gameday_events (or $GAMEDAY_EVENTS) is required for the aws "
-            "driver: its revert state is kept next to the events file"
-        )
-    return Session(target, configuration, secrets, Path(str(events)))
+    if not events and events_required:
+        raise ConfigError(_NO_EVENTS)
+    return Session(target, configuration, secrets, Path(str(events)) if events else None)
 
 
 def region_arg(run: Session, args: dict[str, Any], key: str = "region") -> str:
@@ -104,7 +120,7 @@ def step(what: str) -> Iterator[None]:
 
 
 def record(run: Session, record: FaultRecord) -> dict[str, Any]:
-    append_event(run.events, record)
+    append_event(run.events_file, record)
     return asdict(record)
 
 

@@ -207,7 +207,9 @@ def test_emulator_kill_zone_touches_only_that_zone(world: World) -> None:
     before = world.snapshot()
     east = world.estate["us-east"]
 
-    record = aws_actions.kill_zone("us-east", "us-east-1a", configuration=world.configuration)
+    # chaosaws's aws_region is experiment-wide; each call must use the platform file's.
+    elsewhere = {**world.configuration, "aws_region": "eu-central-1"}
+    record = aws_actions.kill_zone("us-east", "us-east-1a", configuration=elsewhere)
 
     assert record["target"] == "us-east/us-east-1a"
     blackhole = str(record["details"]["blackhole_acl"])
@@ -217,7 +219,7 @@ def test_emulator_kill_zone_touches_only_that_zone(world: World) -> None:
     assert world.instance_state("us-east", east.instances["us-east-1b"]) == "running"
     assert world.registered("us-east") == {east.instances["us-east-1b"], east.bystander_instance}
 
-    aws_actions.restore_zone("us-east", "us-east-1a", configuration=world.configuration)
+    aws_actions.restore_zone("us-east", "us-east-1a", configuration=elsewhere)
 
     assert world.snapshot() == before
 
@@ -365,7 +367,9 @@ def test_emulator_needs_the_platform_file_and_events(world: World) -> None:
 # --------------------------------------------------------------------------- plan
 def test_emulator_plan_lists_the_blast_radius_read_only(world: World) -> None:
     east = world.estate["us-east"]
-    lines = driver.plan("kill-region", {"region": "us-east"}, world.configuration)
+    # A plan needs no events file (gameday run --plan may have none yet).
+    no_events = {k: v for k, v in world.configuration.items() if k != "gameday_events"}
+    lines = driver.plan("kill-region", {"region": "us-east"}, no_events)
 
     text = "\n".join(lines)
     assert lines[0].startswith("aws account 123456789012: arn:aws:")
@@ -383,6 +387,10 @@ def test_emulator_plan_lists_the_blast_radius_read_only(world: World) -> None:
     failover = driver.plan("failover-database", {"region": "us-east"}, world.configuration)
     swap = f"{east.cluster_writer} -> {east.cluster_reader}"
     assert failover[1:] == [f"  fail over cluster {east.cluster} in us-east-1: {swap}"]
+    assert driver.plan("revert-all", {}, no_events) == [
+        "revert-all: no gameday_events configured, so no recorded fault to revert"
+    ]
+    assert driver.plan("revert-all", {}, world.configuration)[1:] == []
     assert world.mutating_calls() == []
     assert not world.events.exists()
 
