@@ -11,10 +11,11 @@ from infra.errors import ConfigError, FaultError
 from infra.types import FaultRecord, JsonValue
 
 
-def _members(run: Session, aws_region: str, cluster: str) -> tuple[str, list[str]]:
-    """A cluster's writer and its readers (sorted)."""
-    rds = run.client("rds", aws_region)
-    found = rds.describe_db_clusters(DBClusterIdentifier=cluster)["DBClusters"][0]
+def _members(run: Session, name: str, cluster: str) -> tuple[str, list[str]]:
+    """The writer and the readers (sorted) of a cluster of platform region `name`."""
+    rds = run.client("rds", run.target.region(name).region)
+    with session.described(run, f"regions.{name}.aws.db_clusters"):
+        found = rds.describe_db_clusters(DBClusterIdentifier=cluster)["DBClusters"][0]
     members = found.get("DBClusterMembers", [])
     writers = [m["DBInstanceIdentifier"] for m in members if m["IsClusterWriter"]]
     readers = sorted(m["DBInstanceIdentifier"] for m in members if not m["IsClusterWriter"])
@@ -27,7 +28,7 @@ def plan_failover(run: Session, name: str) -> list[str]:
     region = run.target.region(name)
     lines: list[str] = []
     for cluster in region.db_clusters:
-        writer, readers = _members(run, region.region, cluster)
+        writer, readers = _members(run, name, cluster)
         promoted = readers[0] if readers else "nothing (no reader)"
         lines.append(f"  fail over cluster {cluster} in {region.region}: {writer} -> {promoted}")
     return lines
@@ -43,7 +44,7 @@ def failover(run: Session, args: dict[str, Any]) -> dict[str, Any]:
             f"{run.target.source}: regions.{name}.aws.db_clusters: empty; nothing to fail over"
         )
     session.identity(run, [region.region])
-    chosen = [(c, *_members(run, region.region, c)) for c in region.db_clusters]
+    chosen = [(c, *_members(run, name, c)) for c in region.db_clusters]
     lonely = [c for c, _, readers in chosen if not readers]
     if lonely:
         raise ConfigError(f"database cluster(s) {lonely} have no reader to promote")
@@ -78,7 +79,7 @@ def undo_failover(run: Session, fault: state.ActiveFault) -> dict[str, JsonValue
     from chaosaws.rds.actions import failover_db_cluster
 
     for cluster in fault.clusters:
-        writer, _ = _members(run, fault.aws_region, cluster.name)
+        writer, _ = _members(run, fault.target, cluster.name)
         if writer == cluster.writer:
             continue
         with session.step(

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from infra.aws import network, session, state
-from infra.aws.config import AwsRegion
 from infra.aws.session import Session
 from infra.errors import ConfigError, FaultError
 from infra.types import FaultRecord, JsonValue
@@ -38,26 +37,31 @@ class _Selection:
     groups: dict[str, list[str]]  # auto scaling group -> processes already suspended
 
 
-def _select(run: Session, region: AwsRegion, zone: str | None) -> _Selection:
+def _select(run: Session, name: str, zone: str | None) -> _Selection:
+    region = run.target.region(name)
+    where = f"regions.{name}.aws"
     ec2 = run.client("ec2", region.region)
     filters = region.filters()
     if zone:
         filters.append({"Name": "availability-zone", "Values": [zone]})
-    subnets = ec2.describe_subnets(Filters=filters)["Subnets"]
     running = [*filters, {"Name": "instance-state-name", "Values": ["running"]}]
-    instances = [
-        i
-        for page in ec2.get_paginator("describe_instances").paginate(Filters=running)
-        for r in page["Reservations"]
-        for i in r["Instances"]
-    ]
+    with session.described(run, f"{where}.tags"):
+        subnets = ec2.describe_subnets(Filters=filters)["Subnets"]
+        instances = [
+            i
+            for page in ec2.get_paginator("describe_instances").paginate(Filters=running)
+            for r in page["Reservations"]
+            for i in r["Instances"]
+        ]
     ids = {i["InstanceId"] for i in instances}
     targets: list[state.Target] = []
     if region.target_groups:
         elb = run.client("elbv2", region.region)
-        groups = elb.describe_target_groups(Names=list(region.target_groups))["TargetGroups"]
+        with session.described(run, f"{where}.target_groups"):
+            groups = elb.describe_target_groups(Names=list(region.target_groups))["TargetGroups"]
         for group in groups:
-            health = elb.describe_target_health(TargetGroupArn=group["TargetGroupArn"])
+            with session.described(run, f"{where}.target_groups"):
+                health = elb.describe_target_health(TargetGroupArn=group["TargetGroupArn"])
             targets += [
                 state.Target(
                     group_arn=group["TargetGroupArn"],
@@ -70,22 +74,26 @@ def _select(run: Session, region: AwsRegion, zone: str | None) -> _Selection:
     suspended: dict[str, list[str]] = {}
     if region.auto_scaling_groups:
         asg = run.client("autoscaling", region.region)
-        found = asg.describe_auto_scaling_groups(
-            AutoScalingGroupNames=list(region.auto_scaling_groups)
-        )["AutoScalingGroups"]
+        with session.described(run, f"{where}.auto_scaling_groups"):
+            found = asg.describe_auto_scaling_groups(
+                AutoScalingGroupNames=list(region.auto_scaling_groups)
+            )["AutoScalingGroups"]
         suspended = {
             g["AutoScalingGroupName"]: [p["ProcessName"] for p in g.get("SuspendedProcesses", [])]
             for g in found
         }
         missing = sorted(set(region.auto_scaling_groups) - set(suspended))
         if missing:
-            raise ConfigError(f"auto scaling group(s) {missing} not found in {region.region}")
+            raise ConfigError(
+                f"{run.target.source}: {where}.auto_scaling_groups: {missing} not found "
+                f"in {region.region}"
+            )
     return _Selection(subnets, instances, targets, suspended)
 
 
 def plan_kill(run: Session, name: str, zone: str | None) -> list[str]:
     region = run.target.region(name)
-    chosen = _select(run, region, zone)
+    chosen = _select(run, name, zone)
     ec2 = run.client("ec2", region.region)
     lines = [f"kill {name}{'/' + zone if zone else ''} in {region.region} ({region.vpc_id}):"]
     for subnet in chosen.subnets:
@@ -116,7 +124,7 @@ def kill(run: Session, args: dict[str, Any], op: str) -> dict[str, Any]:
     ):
         raise FaultError(f"{name!r} already has a kill applied; restore it first")
     session.identity(run, [region.region])
-    chosen = _select(run, region, zone)
+    chosen = _select(run, name, zone)
     if not chosen.subnets or not chosen.instances:
         raise ConfigError(
             f"{run.target.source}: regions.{name}.aws.tags: {region.tags} select "

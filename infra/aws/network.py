@@ -83,8 +83,10 @@ def _acls_of_region(run: Session, region: AwsRegion) -> list[str]:
     return sorted({acl_of(ec2, s["SubnetId"])[0] for s in subnets})
 
 
-def _cidr(run: Session, region: AwsRegion) -> str:
-    vpcs = run.client("ec2", region.region).describe_vpcs(VpcIds=[region.vpc_id])["Vpcs"]
+def _cidr(run: Session, name: str) -> str:
+    region = run.target.region(name)
+    with session.described(run, f"regions.{name}.aws.vpc_id"):
+        vpcs = run.client("ec2", region.region).describe_vpcs(VpcIds=[region.vpc_id])["Vpcs"]
     return str(vpcs[0]["CidrBlock"])
 
 
@@ -92,7 +94,7 @@ def _pairs(run: Session, args: dict[str, Any]) -> list[tuple[str, str, str]]:
     """(platform region, its ACL, the other side's VPC CIDR) for every deny to add."""
     side_a, side_b = sides(run, args)
     regions = {n: run.target.region(n) for n in side_a + side_b}
-    cidrs = {n: _cidr(run, r) for n, r in regions.items()}
+    cidrs = {n: _cidr(run, n) for n in regions}
     acls = {n: _acls_of_region(run, r) for n, r in regions.items()}
     for name, found in acls.items():
         if not found:

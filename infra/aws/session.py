@@ -119,6 +119,28 @@ def step(what: str) -> Iterator[None]:
         raise FaultError(f"{what}: {exc}") from exc
 
 
+@contextmanager
+def described(run: Session, field: str) -> Iterator[None]:
+    """Turn AWS's "not found" for a name the platform file gives into a ConfigError.
+
+    The error names the file and `field` (`regions.us-east.aws.target_groups`); any other
+    refusal of a describe call is a FaultError. Nothing has been changed at that point.
+    """
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        if "NotFound" in code or code.startswith("InvalidVpcID"):
+            message = str(error.get("Message") or code)
+            raise ConfigError(f"{run.target.source}: {field}: {message}") from exc
+        raise FaultError(f"{field}: {exc}") from exc
+    except BotoCoreError as exc:
+        raise FaultError(f"{field}: {exc}") from exc
+
+
 def record(run: Session, record: FaultRecord) -> dict[str, Any]:
     append_event(run.events_file, record)
     return asdict(record)

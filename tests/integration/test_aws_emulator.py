@@ -337,6 +337,37 @@ def test_emulator_refuses_before_any_change(world: World, change: str, message: 
     assert not world.events.exists()
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "act"),
+    [
+        pytest.param("target_groups", ["shop-nowhere"], "kill", id="target-group"),
+        pytest.param("auto_scaling_groups", ["shop-nowhere"], "kill", id="asg"),
+        pytest.param("db_clusters", ["shop-nowhere"], "failover", id="db-cluster"),
+        pytest.param("vpc_id", "vpc-0000000000", "partition", id="vpc"),
+    ],
+)
+def test_emulator_names_missing_from_the_estate_are_config_errors(
+    world: World, field: str, value: Any, act: str
+) -> None:
+    before = world.snapshot()
+    doc = em.platform_doc(world.estate)
+    doc["regions"]["us-east"]["aws"][field] = value
+    em.write_platform(world.platform, doc)
+    world.moto.post("/moto-api/recorder/reset-recording")
+
+    with pytest.raises(ConfigError) as err:
+        if act == "kill":
+            actions.kill_region("us-east", configuration=world.configuration)
+        elif act == "failover":
+            aws_actions.failover_database("us-east", configuration=world.configuration)
+        else:
+            actions.partition_regions("us-east", "us-west", configuration=world.configuration)
+
+    assert str(err.value).startswith(f"{world.platform}: regions.us-east.aws.{field}: ")
+    assert world.mutating_calls() == []
+    assert world.snapshot() == before
+
+
 def test_emulator_wrong_account_refuses_partition_and_failover(world: World) -> None:
     _platform_with(world, "wrong-account")
     with pytest.raises(ConfigError, match="999999999999"):
