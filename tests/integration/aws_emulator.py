@@ -161,7 +161,7 @@ def _client(service: str, aws_region: str, endpoint: str) -> Any:
 
 
 def build_region(name: str, endpoint: str) -> RegionEstate:
-    """VPC, tagged subnets and instances in 2 AZs, a target group, an ASG, an Aurora cluster."""
+    """VPC, tagged subnets and instances in 2 AZs, an ALB and its target group, an ASG, Aurora."""
     aws_region, cidr = REGIONS[name]
     ec2 = _client("ec2", aws_region, endpoint)
     vpc = ec2.create_vpc(CidrBlock=cidr)["Vpc"]["VpcId"]
@@ -200,6 +200,15 @@ def build_region(name: str, endpoint: str) -> RegionEstate:
         Name=f"shop-{name}", Protocol="HTTP", Port=8080, VpcId=vpc, TargetType="instance"
     )
     estate.target_group_arn = group["TargetGroups"][0]["TargetGroupArn"]
+    balancer = elb.create_load_balancer(
+        Name=f"shop-{name}", Subnets=list(estate.subnets.values()), Type="application"
+    )["LoadBalancers"][0]["LoadBalancerArn"]
+    elb.create_listener(
+        LoadBalancerArn=balancer,
+        Protocol="HTTP",
+        Port=80,
+        DefaultActions=[{"Type": "forward", "TargetGroupArn": estate.target_group_arn}],
+    )
     elb.register_targets(
         TargetGroupArn=estate.target_group_arn,
         Targets=[
