@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from infra.aws import session, state
@@ -74,8 +75,13 @@ def failover(run: Session, args: dict[str, Any]) -> dict[str, Any]:
     )
 
 
-def undo_failover(run: Session, fault: state.ActiveFault) -> dict[str, JsonValue]:
-    """Fail back to the writer the cluster had, so the drill leaves the estate as found."""
+def undo_failover(
+    run: Session, fault: state.ActiveFault, save: Callable[[], None]
+) -> dict[str, JsonValue]:
+    """Fail back to the writer the cluster had, so the drill leaves the estate as found.
+
+    A cluster whose writer already is the original one is skipped (a retried revert).
+    """
     from chaosaws.rds.actions import failover_db_cluster
 
     for cluster in fault.clusters:

@@ -15,6 +15,7 @@ targets of named instances) are boto3 calls on chaosaws's own client.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -99,7 +100,8 @@ def _regions_of(run: Session, op: str, args: dict[str, Any]) -> list[str]:
 
 
 # ------------------------------------------------------------------------- reverts
-_UNDO: dict[str, tuple[str, Callable[[Session, state.ActiveFault], dict[str, JsonValue]]]] = {
+Undo = Callable[[Session, state.ActiveFault, Callable[[], None]], dict[str, JsonValue]]
+_UNDO: dict[str, tuple[str, Undo]] = {
     "kill-region": ("restore-region", kill.undo_kill),
     "kill-zone": ("restore-zone", kill.undo_kill),
     "partition": ("heal", network.undo_partition),
@@ -127,14 +129,20 @@ def _reverting(
 def _revert(run: Session, op: str, args: dict[str, Any]) -> list[dict[str, Any]]:
     if op in ("restore-region", "restore-zone", "failback-database"):
         session.region_arg(run, args)
+    return _undo(run, [a.id for a in _reverting(op, args, state.load(run.state_path))])
+
+
+def _undo(run: Session, ids: list[str]) -> list[dict[str, Any]]:
+    """Revert the active faults `ids`, in that order; their revert records."""
     active = state.load(run.state_path)
-    chosen = _reverting(op, args, active)
+    chosen = [a for i in ids for a in active if a.id == i]
     if chosen:
         session.identity(run, sorted({a.aws_region for a in chosen}))
     records: list[dict[str, Any]] = []
     for fault in chosen:
         _, undo = _UNDO[fault.fault]
-        details = undo(run, fault)
+        # `fault` is an element of `active`: each undone step is saved with it.
+        details = undo(run, fault, functools.partial(state.save, run.state_path, active))
         active = [a for a in active if a.id != fault.id]
         state.save(run.state_path, active)
         details["fault_ids"] = [fault.id]
@@ -169,19 +177,10 @@ def _revert_all(run: Session, args: dict[str, Any]) -> dict[str, Any]:
     errors: list[str] = []
     for fault in _reverting("revert-all", args, state.load(run.state_path)):
         try:
-            records += _revert_one(run, fault)
+            records += _undo(run, [fault.id])
         except (FaultError, ConfigError) as exc:
             errors.append(f"{fault.fault} {fault.target}: {exc}")
     return {"records": records, "errors": errors}
-
-
-def _revert_one(run: Session, fault: state.ActiveFault) -> list[dict[str, Any]]:
-    revert, _ = _UNDO[fault.fault]
-    region, _, zone = fault.target.partition("/")
-    if fault.fault == "partition":
-        # heal reverts every partition; one is enough per revert-all step.
-        return _revert(run, "heal", {})
-    return _revert(run, revert, {"region": region, "zone": zone})
 
 
 # Ops of the seam with no AWS counterpart here, and why.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -235,14 +236,27 @@ def _suspend(
         state.save(run.state_path, active)
 
 
-def undo_kill(run: Session, fault: state.ActiveFault) -> dict[str, JsonValue]:
-    """Undo a region or zone kill in the order of a recovery: network, hosts, traffic, ASG."""
+def undo_kill(
+    run: Session, fault: state.ActiveFault, save: Callable[[], None]
+) -> dict[str, JsonValue]:
+    """Undo a region or zone kill in the order of a recovery: network, hosts, traffic, ASG.
+
+    Each undone step leaves `fault` and is saved, so a revert that fails half-way
+    (AWS refusing a step) can be retried without redoing what is already undone.
+    """
     from chaosaws.asg.actions import resume_processes
     from chaosaws.ec2.actions import start_instances
 
+    details: dict[str, JsonValue] = {
+        "subnets": session.strs([a.subnet_id for a in fault.associations]),
+        "instances": session.strs(list(fault.instances)),
+        "targets": session.strs([t.id for t in fault.targets]),
+        "auto_scaling_groups": session.strs([s.name for s in fault.suspensions]),
+    }
     ec2 = run.client("ec2", fault.aws_region)
     where = f"restore {fault.target}"
-    for association in fault.associations:
+    while fault.associations:
+        association = fault.associations[0]
         with session.step(
             f"{where}: give {association.subnet_id} back {association.original_acl_id}"
         ):
@@ -250,9 +264,13 @@ def undo_kill(run: Session, fault: state.ActiveFault) -> dict[str, JsonValue]:
                 AssociationId=association.association_id,
                 NetworkAclId=association.original_acl_id,
             )
+        fault.associations.pop(0)
+        save()
     if fault.blackhole_acl:
         with session.step(f"{where}: delete blackhole ACL {fault.blackhole_acl}"):
             ec2.delete_network_acl(NetworkAclId=fault.blackhole_acl)
+        fault.blackhole_acl = None
+        save()
     if fault.instances:
         with session.step(f"{where}: start instances {fault.instances}"):
             start_instances(
@@ -260,13 +278,19 @@ def undo_kill(run: Session, fault: state.ActiveFault) -> dict[str, JsonValue]:
                 configuration=run.per_region(fault.aws_region),
                 secrets=run.secrets,
             )
+        fault.instances = []
+        save()
     elb = run.client("elbv2", fault.aws_region)
-    for target in fault.targets:
+    while fault.targets:
+        target = fault.targets[0]
         with session.step(f"{where}: register {target.id} again"):
             elb.register_targets(
                 TargetGroupArn=target.group_arn, Targets=[{"Id": target.id, "Port": target.port}]
             )
-    for suspension in fault.suspensions:
+        fault.targets.pop(0)
+        save()
+    while fault.suspensions:
+        suspension = fault.suspensions[0]
         with session.step(f"{where}: resume {suspension.processes} on {suspension.name}"):
             resume_processes(
                 asg_names=[suspension.name],
@@ -274,9 +298,6 @@ def undo_kill(run: Session, fault: state.ActiveFault) -> dict[str, JsonValue]:
                 configuration=run.per_region(fault.aws_region),
                 secrets=run.secrets,
             )
-    return {
-        "subnets": [a.subnet_id for a in fault.associations],
-        "instances": list(fault.instances),
-        "targets": [t.id for t in fault.targets],
-        "auto_scaling_groups": [s.name for s in fault.suspensions],
-    }
+        fault.suspensions.pop(0)
+        save()
+    return details

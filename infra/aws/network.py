@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from infra.aws import session, state
@@ -169,12 +170,21 @@ def _free_rule(ec2: Any, acl_id: str, egress: bool) -> int:
     raise FaultError(f"network ACL {acl_id!r} has no free rule number")
 
 
-def undo_partition(run: Session, fault: state.ActiveFault) -> dict[str, JsonValue]:
-    for entry in fault.deny_entries:
+def undo_partition(
+    run: Session, fault: state.ActiveFault, save: Callable[[], None]
+) -> dict[str, JsonValue]:
+    """Delete exactly the deny entries the partition added (each saved as it goes)."""
+    details: dict[str, JsonValue] = {
+        "acls": session.strs(sorted({e.acl_id for e in fault.deny_entries}))
+    }
+    while fault.deny_entries:
+        entry = fault.deny_entries[0]
         with session.step(
             f"heal {fault.target}: delete rule {entry.rule_number} of {entry.acl_id}"
         ):
             run.client("ec2", entry.aws_region).delete_network_acl_entry(
                 NetworkAclId=entry.acl_id, RuleNumber=entry.rule_number, Egress=entry.egress
             )
-    return {"acls": session.strs(sorted({e.acl_id for e in fault.deny_entries}))}
+        fault.deny_entries.pop(0)
+        save()
+    return details

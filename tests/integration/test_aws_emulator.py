@@ -21,7 +21,7 @@ import pytest
 
 from infra import actions
 from infra.aws import actions as aws_actions
-from infra.aws import driver
+from infra.aws import driver, state
 from infra.errors import ConfigError, UnsupportedFault
 from infra.types import read_events
 from tests.integration import aws_emulator as em
@@ -229,6 +229,48 @@ def test_emulator_second_kill_of_a_killed_region_is_refused(world: World) -> Non
     with pytest.raises(Exception, match="already has a kill applied"):
         aws_actions.kill_zone("us-east", "us-east-1b", configuration=world.configuration)
     actions.revert_all(configuration=world.configuration)
+
+
+def test_emulator_a_revert_that_fails_half_way_resumes_where_it_stopped(world: World) -> None:
+    before = world.snapshot()
+    east = world.estate["us-east"]
+    actions.kill_region("us-east", configuration=world.configuration)
+    asg = world.client("autoscaling", "us-east")
+    asg.delete_auto_scaling_group(AutoScalingGroupName=east.asg, ForceDelete=True)
+
+    result = actions.revert_all(configuration=world.configuration)
+
+    assert result["records"] == []
+    assert len(result["errors"]) == 1 and east.asg in result["errors"][0]
+    (left,) = state.load(world.events.parent / "aws-state.json")
+    assert (left.associations, left.blackhole_acl, left.instances, left.targets) == (
+        [],
+        None,
+        [],
+        [],
+    )
+    assert [s.name for s in left.suspensions] == [east.asg]
+    for subnet, acl in before["us-east"]["acls"].items():
+        assert world.acl_of("us-east", subnet) == acl
+    assert {world.instance_state("us-east", i) for i in east.instances.values()} == {"running"}
+    assert world.registered("us-east") == before["us-east"]["registered"]
+
+    # The operator brings the group back; the retry does only what is left.
+    asg.create_auto_scaling_group(
+        AutoScalingGroupName=east.asg,
+        LaunchTemplate={"LaunchTemplateName": east.asg},
+        MinSize=0,
+        MaxSize=2,
+        DesiredCapacity=0,
+        VPCZoneIdentifier=",".join(east.subnets.values()),
+    )
+    world.moto.post("/moto-api/recorder/reset-recording")
+    result = actions.revert_all(configuration=world.configuration)
+
+    assert result["errors"] == []
+    assert [(r["fault"], r["target"]) for r in result["records"]] == [("kill-region", "us-east")]
+    assert [c for c in world.mutating_calls() if c[0] != "autoscaling"] == []
+    assert state.load(world.events.parent / "aws-state.json") == []
 
 
 # --------------------------------------------------------------------------- partition
