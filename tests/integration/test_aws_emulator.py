@@ -29,10 +29,13 @@ from tests.integration import aws_emulator as em
 REPO = Path(__file__).resolve().parents[2]
 CHAOS = Path(sys.executable).with_name("chaos")
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("moto_server", path=str(Path(sys.executable).parent)) is None,
-    reason="moto[server] is not installed (pip install -e '.[dev]')",
-)
+pytestmark = [
+    pytest.mark.emulator,
+    pytest.mark.skipif(
+        shutil.which("moto_server", path=str(Path(sys.executable).parent)) is None,
+        reason="moto[server] is not installed (pip install -e '.[dev]')",
+    ),
+]
 
 
 @pytest.fixture(scope="module")
