@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from infra.aws import network, session, state
+from infra.aws.config import AwsRegion
 from infra.aws.session import Session
 from infra.errors import ConfigError, FaultError
 from infra.types import FaultRecord, JsonValue
@@ -137,31 +138,9 @@ def kill(run: Session, args: dict[str, Any], op: str) -> dict[str, Any]:
     )
     active.append(fault)
     state.save(run.state_path, active)
-    ec2 = run.client("ec2", region.region)
-    with session.step(f"{op} {target}: blackhole ACL"):
-        acl = ec2.create_network_acl(
-            VpcId=region.vpc_id,
-            TagSpecifications=[
-                {
-                    "ResourceType": "network-acl",
-                    "Tags": [{"Key": network.BLACKHOLE_TAG, "Value": fault.id}],
-                }
-            ],
-        )["NetworkAcl"]
-        fault.blackhole_acl = acl["NetworkAclId"]
-        network.deny_all(ec2, acl)
-        state.save(run.state_path, active)
-        for subnet in chosen.subnets:
-            original, association = network.acl_of(ec2, subnet["SubnetId"])
-            new = ec2.replace_network_acl_association(
-                AssociationId=association, NetworkAclId=acl["NetworkAclId"]
-            )["NewAssociationId"]
-            fault.associations.append(
-                state.Association(
-                    subnet_id=subnet["SubnetId"], association_id=new, original_acl_id=original
-                )
-            )
-            state.save(run.state_path, active)
+    # The network goes first, as in an AZ power interruption: nothing the region still
+    # sends (replication included) gets out once its hosts start going down.
+    _blackhole(run, fault, active, region, [s["SubnetId"] for s in chosen.subnets])
     fault.applied_at = time.time()
     state.save(run.state_path, active)
     _stop(run, fault, active, [i["InstanceId"] for i in chosen.instances])
@@ -180,6 +159,39 @@ def kill(run: Session, args: dict[str, Any], op: str) -> dict[str, Any]:
     return session.record(
         run, FaultRecord("fault", op, target, fault.id, fault.applied_at, None, details)
     )
+
+
+def _blackhole(
+    run: Session,
+    fault: state.ActiveFault,
+    active: list[state.ActiveFault],
+    region: AwsRegion,
+    subnets: list[str],
+) -> None:
+    """Move `subnets` onto a new deny-all ACL, recording each original association."""
+    ec2 = run.client("ec2", region.region)
+    with session.step(f"{fault.fault} {fault.target}: blackhole ACL"):
+        acl = ec2.create_network_acl(
+            VpcId=region.vpc_id,
+            TagSpecifications=[
+                {
+                    "ResourceType": "network-acl",
+                    "Tags": [{"Key": network.BLACKHOLE_TAG, "Value": fault.id}],
+                }
+            ],
+        )["NetworkAcl"]
+        fault.blackhole_acl = acl["NetworkAclId"]
+        network.deny_all(ec2, acl)
+        state.save(run.state_path, active)
+        for subnet in subnets:
+            original, association = network.acl_of(ec2, subnet)
+            new = ec2.replace_network_acl_association(
+                AssociationId=association, NetworkAclId=acl["NetworkAclId"]
+            )["NewAssociationId"]
+            fault.associations.append(
+                state.Association(subnet_id=subnet, association_id=new, original_acl_id=original)
+            )
+            state.save(run.state_path, active)
 
 
 def _stop(
