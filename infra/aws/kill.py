@@ -143,22 +143,36 @@ def kill(run: Session, args: dict[str, Any], op: str) -> dict[str, Any]:
     _blackhole(run, fault, active, region, [s["SubnetId"] for s in chosen.subnets])
     fault.applied_at = time.time()
     state.save(run.state_path, active)
-    _stop(run, fault, active, [i["InstanceId"] for i in chosen.instances])
-    _deregister(run, fault, active, chosen.targets)
-    _suspend(run, fault, active, chosen.groups)
+    try:
+        _stop(run, fault, active, [i["InstanceId"] for i in chosen.instances])
+        _deregister(run, fault, active, chosen.targets)
+        _suspend(run, fault, active, chosen.groups)
+    except FaultError as exc:
+        # The network is cut already: the probes need its t_f even though a later step
+        # failed (the rollback reverts what the state file records).
+        _kill_record(run, fault, zone, {"incomplete": str(exc)})
+        raise
+    return _kill_record(run, fault, zone, {})
+
+
+def _kill_record(
+    run: Session, fault: state.ActiveFault, zone: str | None, extra: dict[str, JsonValue]
+) -> dict[str, Any]:
     details: dict[str, JsonValue] = {
-        "aws_region": region.region,
+        "aws_region": fault.aws_region,
         "blackhole_acl": fault.blackhole_acl,
-        "subnets": [a.subnet_id for a in fault.associations],
-        "instances": list(fault.instances),
-        "targets": [t.id for t in fault.targets],
-        "auto_scaling_groups": [s.name for s in fault.suspensions],
+        "subnets": session.strs([a.subnet_id for a in fault.associations]),
+        "instances": session.strs(list(fault.instances)),
+        "targets": session.strs([t.id for t in fault.targets]),
+        "auto_scaling_groups": session.strs([s.name for s in fault.suspensions]),
+        **extra,
     }
     if zone:
         details["zone"] = zone
-    return session.record(
-        run, FaultRecord("fault", op, target, fault.id, fault.applied_at, None, details)
+    record = FaultRecord(
+        "fault", fault.fault, fault.target, fault.id, fault.applied_at, None, details
     )
+    return session.record(run, record)
 
 
 def _blackhole(

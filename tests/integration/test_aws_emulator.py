@@ -21,8 +21,8 @@ import pytest
 
 from infra import actions
 from infra.aws import actions as aws_actions
-from infra.aws import driver, state
-from infra.errors import ConfigError, UnsupportedFault
+from infra.aws import driver, kill, state
+from infra.errors import ConfigError, FaultError, UnsupportedFault
 from infra.types import read_events
 from tests.integration import aws_emulator as em
 
@@ -232,6 +232,49 @@ def test_emulator_second_kill_of_a_killed_region_is_refused(world: World) -> Non
     with pytest.raises(Exception, match="already has a kill applied"):
         aws_actions.kill_zone("us-east", "us-east-1b", configuration=world.configuration)
     actions.revert_all(configuration=world.configuration)
+
+
+def test_emulator_a_kill_that_fails_half_way_is_recorded_and_reverted(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = world.snapshot()
+    east = world.estate["us-east"]
+    stop = kill._stop
+
+    def stop_then_lose_the_target_group(*args: Any, **kwargs: Any) -> None:
+        stop(*args, **kwargs)
+        # Someone deletes the target group mid-drill: the deregistration step fails.
+        elb = world.client("elbv2", "us-east")
+        balancer = elb.describe_load_balancers(Names=[east.asg])["LoadBalancers"][0]
+        for listener in elb.describe_listeners(LoadBalancerArn=balancer["LoadBalancerArn"])[
+            "Listeners"
+        ]:
+            elb.delete_listener(ListenerArn=listener["ListenerArn"])
+        elb.delete_target_group(TargetGroupArn=east.target_group_arn)
+
+    monkeypatch.setattr(kill, "_stop", stop_then_lose_the_target_group)
+
+    with pytest.raises(FaultError, match="deregister"):
+        actions.kill_region("us-east", configuration=world.configuration)
+
+    (record,) = read_events(world.events)
+    assert record.type == "fault" and record.applied_at is not None
+    assert "TargetGroupNotFound" in str(record.details["incomplete"])
+    instances = record.details["instances"]
+    assert isinstance(instances, list)
+    assert sorted(map(str, instances)) == sorted(east.instances.values())
+    assert {world.instance_state("us-east", i) for i in east.instances.values()} == {"stopped"}
+
+    result = actions.revert_all(configuration=world.configuration)
+
+    assert result["errors"] == []
+    for subnet, acl in before["us-east"]["acls"].items():
+        assert world.acl_of("us-east", subnet) == acl
+    assert world.acl_count("us-east") == before["us-east"]["acl_count"]
+    for instance, was in before["us-east"]["instances"].items():
+        assert world.instance_state("us-east", instance) == was
+    assert world.suspended("us-east") == before["us-east"]["suspended"]
+    assert state.load(world.events.parent / "aws-state.json") == []
 
 
 def test_emulator_a_revert_that_fails_half_way_resumes_where_it_stopped(world: World) -> None:
