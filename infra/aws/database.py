@@ -26,6 +26,7 @@ def _members(run: Session, name: str, cluster: str) -> tuple[str, list[str]]:
 
 
 def plan_failover(run: Session, name: str) -> list[str]:
+    """Which writer each cluster of the region would lose to which reader."""
     region = run.target.region(name)
     lines: list[str] = []
     for cluster in region.db_clusters:
@@ -36,6 +37,7 @@ def plan_failover(run: Session, name: str) -> list[str]:
 
 
 def failover(run: Session, args: dict[str, Any]) -> dict[str, Any]:
+    """Fail every cluster of the region over to its first reader; the fault record."""
     from chaosaws.rds.actions import failover_db_cluster
 
     name = session.region_arg(run, args)

@@ -19,6 +19,7 @@ SUSPENDED_PROCESSES = ("Launch", "HealthCheck", "ReplaceUnhealthy", "AZRebalance
 
 
 def kill_args(run: Session, op: str, args: dict[str, Any]) -> tuple[str, str | None]:
+    """The platform region and, for a zone kill, the availability zone it names."""
     region = session.region_arg(run, args)
     if op == "kill-region":
         return region, None
@@ -94,6 +95,7 @@ def _select(run: Session, name: str, zone: str | None) -> _Selection:
 
 
 def plan_kill(run: Session, name: str, zone: str | None) -> list[str]:
+    """What a region or zone kill would hit (describe calls only)."""
     region = run.target.region(name)
     chosen = _select(run, name, zone)
     ec2 = run.client("ec2", region.region)
@@ -117,6 +119,7 @@ def plan_kill(run: Session, name: str, zone: str | None) -> list[str]:
 
 
 def kill(run: Session, args: dict[str, Any], op: str) -> dict[str, Any]:
+    """Kill a region or zone: blackhole, stop, deregister, suspend; the fault record."""
     name, zone = kill_args(run, op, args)
     region = run.target.region(name)
     target = f"{name}/{zone}" if zone else name

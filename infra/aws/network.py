@@ -55,6 +55,7 @@ def deny_all(ec2: Any, acl: dict[str, Any]) -> None:
 
 
 def sides(run: Session, args: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """The two sides of a partition (platform region names); refuses `edge` and one-way."""
     sides: list[list[str]] = []
     for key in ("side_a", "side_b"):
         names = args.get(key) or []
@@ -110,6 +111,7 @@ def _pairs(run: Session, args: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 
 def plan_partition(run: Session, args: dict[str, Any]) -> list[str]:
+    """The deny entries a partition would add (describe calls only)."""
     return [
         f"  deny {acl} ({name}) <-> {cidr}, both directions"
         for name, acl, cidr in _pairs(run, args)
@@ -117,6 +119,7 @@ def plan_partition(run: Session, args: dict[str, Any]) -> list[str]:
 
 
 def partition(run: Session, args: dict[str, Any]) -> dict[str, Any]:
+    """Deny each side's VPC CIDR on the other side's ACLs, both ways; the fault record."""
     side_a, side_b = sides(run, args)
     session.identity(run, sorted({run.target.region(n).region for n in side_a + side_b}))
     pairs = _pairs(run, args)

@@ -77,6 +77,7 @@ def open_session(
 
 
 def region_arg(run: Session, args: dict[str, Any], key: str = "region") -> str:
+    """The platform region `args[key]` names; ConfigError when empty or without aws."""
     name = args.get(key)
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(f"{key} is required: an action never targets everything")
@@ -142,13 +143,16 @@ def described(run: Session, field: str) -> Iterator[None]:
 
 
 def record(run: Session, record: FaultRecord) -> dict[str, Any]:
+    """Append `record` to the run's events file; the record as a dict."""
     append_event(run.events_file, record)
     return asdict(record)
 
 
 def strs(values: list[str]) -> list[JsonValue]:
+    """`values` typed as a JSON list (lists are invariant)."""
     return list(values)
 
 
 def new_id() -> str:
+    """A fresh fault or revert id, as the local platform makes them."""
     return uuid.uuid4().hex[:12]
