@@ -37,7 +37,7 @@ __all__ = [
     "revert_all",
 ]
 
-PLATFORMS = ("local", "kubernetes")
+PLATFORMS = ("local", "kubernetes", "aws")
 
 
 def _target(name: str, what: str = "region") -> str:
@@ -59,12 +59,16 @@ def _apply(op: str, args: dict[str, Any], configuration: dict[str, Any] | None) 
     if platform not in PLATFORMS:
         raise ConfigError(
             f"configuration gameday_platform {platform!r} is not supported "
-            f"(available: {', '.join(PLATFORMS)}; aws is planned)"
+            f"(available: {', '.join(PLATFORMS)})"
         )
     if platform == "kubernetes":
-        from infra.kubernetes import driver
+        from infra.kubernetes import driver as kubernetes
 
-        return driver.apply(op, args, config, None)
+        return kubernetes.apply(op, args, config, None)
+    if platform == "aws":
+        from infra.aws import driver as aws
+
+        return aws.apply(op, args, config)
     from infra.local import world
 
     events = config.get("gameday_events") or os.environ.get("GAMEDAY_EVENTS")
