@@ -126,3 +126,34 @@ def test_a_missing_timeline_or_column_is_a_config_error(tmp_path: Path) -> None:
     pq.write_table(pa.table({"t_start": pa.array([1.0])}), path)
     with pytest.raises(ConfigError, match="timeline lacks column 'latency_ms'"):
         Timeline(path)
+
+
+def test_chart_bins_equal_the_row_aggregates(tmp_path: Path) -> None:
+    from scorecards.charts import read_bins
+
+    run = build(tmp_path / "run", "overlapping")
+    frame = read_timeline(run / "timeline.parquet", columns=("region",))
+    fault_at = float(frame["t_start"].iloc[37 * 50])  # the constructed runs' first fault
+    bins = read_bins(run / "timeline.parquet", fault_at)
+    assert bins is not None and bins.width == 1.0 and bins.first == fault_at
+    binned = np.floor((frame["t_start"] - fault_at) / 1.0) * 1.0
+    grouped = frame.assign(bin=binned, residency=frame["residency"].astype(str))
+    by = grouped.groupby(["residency", "bin"])
+    traffic = bins.traffic.set_index(["residency", "bin"]).sort_index()
+    np.testing.assert_allclose(traffic["ratio"], by["ok"].mean().sort_index(), rtol=1e-12)
+    np.testing.assert_allclose(
+        traffic["p99"], by["latency_ms"].quantile(0.99).sort_index(), rtol=1e-12
+    )
+    assert bins.served is not None and int(bins.served["n"].sum()) == len(frame)
+    acked = frame[(frame["kind"] == "write") & frame["ok"]]
+    assert bins.writes is not None and int(bins.writes["n"].sum()) == len(acked)
+
+
+def test_chart_bins_of_nothing_are_none(tmp_path: Path) -> None:
+    from scorecards.charts import read_bins
+
+    assert read_bins(tmp_path / "absent.parquet", None) is None
+    run = build(tmp_path / "run", "kill-at-edge")
+    empty = pq.read_table(run / "timeline.parquet").slice(0, 0)
+    pq.write_table(empty, run / "timeline.parquet")
+    assert read_bins(run / "timeline.parquet", None) is None
