@@ -97,6 +97,7 @@ def build(path: Path, scenario: str, seed: int = 5) -> Path:
     client = np.char.add(residency, np.where(ordinal % 2 == 0, "-w0", "-w1"))
     correct = rng.random(n) > 0.02
     null_ok = rng.random(n) < 0.005
+    lost_residency = (rng.random(n) < 0.01) & (scenario == "unsorted")
     columns = {
         "t_start": pa.array(t),
         "latency_ms": pa.array(latency, from_pandas=True),
@@ -104,7 +105,8 @@ def build(path: Path, scenario: str, seed: int = 5) -> Path:
         "ok": pa.array(ok, mask=null_ok),
         "status": pa.array(np.where(ok, 200, np.where(rng.random(n) < 0.5, 0, 503)), pa.int32()),
         "error": pa.array(np.full(n, "boom"), mask=ok),
-        "residency": pa.array(residency),
+        # unsorted: 1 % of the rows lost their residency (writes attributed by client)
+        "residency": pa.array(residency, mask=lost_residency),
         "region": pa.array(region, mask=~ok),
         "model_digest": pa.array(digest, mask=~answered),
         "score": pa.array(np.full(n, 0.5), mask=~answered),
