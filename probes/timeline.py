@@ -247,21 +247,27 @@ class Timeline:
         `probes.rto.rto_of` needs for a fault at `fault_at` observed until `until`."""
         where = "residency = ?" + (" AND kind = ?" if kind is not None else "")
         params: list[Any] = [residency] + ([kind] if kind is not None else [])
-        sql = (
-            "WITH s AS (SELECT t_start, ok, latency_ms, row_n FROM tl WHERE " + where + "), "
-            "pre AS (SELECT * FROM s WHERE t_start < ? AND ((NOT ok AND "
-            "t_start + coalesce(latency_ms, 0) / 1000.0 > ?) OR t_start = "
-            "(SELECT max(t_start) FROM s WHERE t_start < ?))) "
-            "SELECT t_start, ok, latency_ms FROM (SELECT * FROM pre UNION ALL "
-            "SELECT * FROM s WHERE t_start >= ? AND t_start <= ?) ORDER BY t_start, row_n"
-        )
-        bound = fault_at - IN_FLIGHT_SLACK
-        got = self._db.execute(sql, [*params, fault_at, bound, fault_at, fault_at, until])
-        arrays = got.fetchnumpy()
+        columns = "t_start, ok, latency_ms"
+        before = self._db.execute(
+            f"WITH s AS (SELECT {columns}, row_n FROM tl WHERE {where} AND t_start < ?) "
+            f"SELECT {columns} FROM s WHERE (NOT ok AND t_start + coalesce(latency_ms, 0) "
+            "/ 1000.0 > ?) OR t_start = (SELECT max(t_start) FROM s) ORDER BY t_start, row_n",
+            [*params, fault_at, fault_at - IN_FLIGHT_SLACK],
+        ).fetchnumpy()
+        window = f"SELECT {columns} FROM tl WHERE {where} AND t_start >= ? AND t_start <= ?"
+        span = [*params, fault_at, until]
+        # A timeline as the recorder writes it is sorted: the scan keeps the file's order
+        # (ties included), so the engine need not sort the window; else it does.
+        after = self._db.execute(window, span).fetchnumpy()
+        if not _sorted(np.asarray(after["t_start"], dtype=np.float64)):
+            del after
+            after = self._db.execute(window + " ORDER BY t_start, row_n", span).fetchnumpy()
         return Stream(
-            starts=np.asarray(arrays["t_start"], dtype=np.float64),
-            ok=np.asarray(arrays["ok"], dtype=bool),
-            latency_ms=np.ma.filled(np.ma.asarray(arrays["latency_ms"], dtype=np.float64), np.nan),
+            starts=np.concatenate([_floats(before["t_start"]), _floats(after["t_start"])]),
+            ok=np.concatenate([_bools(before["ok"]), _bools(after["ok"])]),
+            latency_ms=np.concatenate(
+                [_floats(before["latency_ms"]), _floats(after["latency_ms"])]
+            ),
             total=total,
         )
 
@@ -281,3 +287,21 @@ class Timeline:
         table = self._db.sql(sql, params=[str(self.path), *params]).to_arrow_table()
         frame = table.to_pandas(strings_to_categorical=True)
         return normalise(frame, source=str(self.path), columns=wanted)
+
+
+def _floats(values: Any) -> npt.NDArray[np.float64]:
+    """A fetched column as float64, null as NaN."""
+    return np.ma.filled(np.ma.asarray(values, dtype=np.float64), np.nan)
+
+
+def _bools(values: Any) -> npt.NDArray[np.bool_]:
+    return np.asarray(values, dtype=bool)
+
+
+def _sorted(values: npt.NDArray[np.float64], step: int = 1 << 20) -> bool:
+    """Whether `values` is non-decreasing (checked in steps: no full-size temporary)."""
+    for a in range(0, max(values.size - 1, 0), step):
+        part = values[a : a + step + 1]
+        if not bool(np.all(part[1:] >= part[:-1])):
+            return False
+    return True
