@@ -26,7 +26,7 @@ Python loop per request. `__all__` lists the Chaos Toolkit probe; `rto_table` an
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -101,19 +101,39 @@ CHUNK_ROWS = 1 << 20
 
 
 def _windows(starts: FloatArray, ok: BoolArray, window: float) -> tuple[IntArray, FloatArray]:
-    """Requests in each start's forward window and their success ratio, step by step."""
-    n = starts.size
-    counts = np.empty(n, dtype=np.int32)
-    ratio = np.empty(n, dtype=np.float64)
+    """Requests in each start's forward window and their success ratio."""
+    counts = np.empty(starts.size, dtype=np.int32)
+    ratio = np.empty(starts.size, dtype=np.float64)
+    for a, width, part in _window_steps(starts, ok, window):
+        counts[a : a + width.size] = width
+        ratio[a : a + width.size] = part
+    return counts, ratio
+
+
+def _failing_windows(
+    starts: FloatArray, ok: BoolArray, window: float, threshold: float
+) -> tuple[IntArray, BoolArray]:
+    """Requests in each start's forward window, and whether its ratio is below
+    `threshold`: `_windows` without a full-size array of ratios."""
+    counts = np.empty(starts.size, dtype=np.int32)
+    failing = np.empty(starts.size, dtype=bool)
+    for a, width, part in _window_steps(starts, ok, window):
+        counts[a : a + width.size] = width
+        failing[a : a + width.size] = part < threshold
+    return counts, failing
+
+
+def _window_steps(
+    starts: FloatArray, ok: BoolArray, window: float
+) -> Iterator[tuple[int, npt.NDArray[np.int64], FloatArray]]:
+    """(first index, window sizes, success ratios) of `CHUNK_ROWS` starts at a time."""
     ok_cum = np.concatenate(([0], np.cumsum(ok, dtype=np.int64)))
-    for a in range(0, n, CHUNK_ROWS):
+    for a in range(0, starts.size, CHUNK_ROWS):
         part = starts[a : a + CHUNK_ROWS]
         lo = np.searchsorted(starts, part, side="left")
         hi = np.searchsorted(starts, part + window, side="left")
         width = (hi - lo).astype(np.int64)
-        counts[a : a + CHUNK_ROWS] = width
-        ratio[a : a + CHUNK_ROWS] = (ok_cum[hi] - ok_cum[lo]) / np.maximum(width, 1)
-    return counts, ratio
+        yield a, width, (ok_cum[hi] - ok_cum[lo]) / np.maximum(width, 1)
 
 
 def earliest_stable(
@@ -214,10 +234,8 @@ def _stream(
     t: FloatArray, ok: BoolArray, fault_at: float, until: float, params: RtoParams
 ) -> _Stream:
     window = params.window_seconds
-    counts, ratio = _windows(t, ok, window)
-    failing = ratio < params.threshold
+    counts, failing = _failing_windows(t, ok, window, params.threshold)
     healthy = (counts >= params.min_requests) & ~failing
-    del ratio
     horizon = until - window
     n = t.size
     stable = np.empty(n, dtype=bool)

@@ -149,6 +149,9 @@ class Stream:
     total: int
 
 
+#: Rows per batch copied from the engine into a stream's arrays.
+FETCH_ROWS = 1 << 17
+
 #: Pre-fault failures are fetched when they ended after `fault_at - IN_FLIGHT_SLACK`:
 #: a loose bound in the engine; the exact test (end > fault) is numpy's, as in memory.
 IN_FLIGHT_SLACK = 1.0
@@ -256,20 +259,36 @@ class Timeline:
         ).fetchnumpy()
         window = f"SELECT {columns} FROM tl WHERE {where} AND t_start >= ? AND t_start <= ?"
         span = [*params, fault_at, until]
-        # A timeline as the recorder writes it is sorted: the scan keeps the file's order
-        # (ties included), so the engine need not sort the window; else it does.
-        after = self._db.execute(window, span).fetchnumpy()
-        if not _sorted(np.asarray(after["t_start"], dtype=np.float64)):
-            del after
-            after = self._db.execute(window + " ORDER BY t_start, row_n", span).fetchnumpy()
-        return Stream(
-            starts=np.concatenate([_floats(before["t_start"]), _floats(after["t_start"])]),
-            ok=np.concatenate([_bools(before["ok"]), _bools(after["ok"])]),
-            latency_ms=np.concatenate(
-                [_floats(before["latency_ms"]), _floats(after["latency_ms"])]
-            ),
+        head = int(before["t_start"].size)
+        rows = self.query(f"SELECT count(*) FROM ({window})", span)[0][0]
+        out = Stream(
+            starts=np.empty(head + rows, dtype=np.float64),
+            ok=np.empty(head + rows, dtype=bool),
+            latency_ms=np.empty(head + rows, dtype=np.float64),
             total=total,
         )
+        out.starts[:head] = _floats(before["t_start"])
+        out.ok[:head] = np.asarray(before["ok"], dtype=bool)
+        out.latency_ms[:head] = _floats(before["latency_ms"])
+        # A timeline as the recorder writes it is sorted: the scan keeps the file's order
+        # (ties included), so the engine need not sort the window; else it does.
+        self._fill(out, head, window, span)
+        if not _sorted(out.starts[head:]):
+            self._fill(out, head, window + " ORDER BY t_start, row_n", span)
+        return out
+
+    def _fill(self, out: Stream, at: int, sql: str, params: list[Any]) -> None:
+        """Copy the rows of `sql` into `out` from index `at`, one engine batch at a time
+        (the whole result is never held twice)."""
+        i = at
+        for batch in self._db.sql(sql, params=params).to_arrow_reader(FETCH_ROWS):
+            n = batch.num_rows
+            out.starts[i : i + n] = batch.column(0).to_numpy(zero_copy_only=False)
+            out.ok[i : i + n] = batch.column(1).to_numpy(zero_copy_only=False)
+            out.latency_ms[i : i + n] = batch.column(2).to_numpy(zero_copy_only=False)
+            i += n
+        if i != out.starts.size:
+            raise ConfigError(f"{self.path}: the timeline changed while it was read")
 
     def frame(
         self, columns: tuple[str, ...], where: str = "", params: Sequence[Any] = ()
@@ -292,10 +311,6 @@ class Timeline:
 def _floats(values: Any) -> npt.NDArray[np.float64]:
     """A fetched column as float64, null as NaN."""
     return np.ma.filled(np.ma.asarray(values, dtype=np.float64), np.nan)
-
-
-def _bools(values: Any) -> npt.NDArray[np.bool_]:
-    return np.asarray(values, dtype=bool)
 
 
 def _sorted(values: npt.NDArray[np.float64], step: int = 1 << 20) -> bool:
