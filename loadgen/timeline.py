@@ -52,6 +52,7 @@ __all__ = [
     "BATCH_ROWS",
     "BATCH_SECONDS",
     "COLUMNS",
+    "ROW_GROUP_ROWS",
     "SCHEMA",
     "MergeResult",
     "Recorder",
@@ -64,6 +65,11 @@ __all__ = [
 ]
 
 BATCH_ROWS = 5000
+#: Rows per Parquet row group of a timeline. 65 536 rows is about 6.5 s of a 10 000
+#: requests/s soak and about 1.5 MiB of column data: small enough that a time-range
+#: filter on `t_start` (row-group min/max statistics) reads little beyond the range,
+#: large enough that the per-group overhead stays negligible (550 groups per hour).
+ROW_GROUP_ROWS = 1 << 16
 BATCH_SECONDS = 1.0
 SCORE_TOLERANCE = 1e-6
 
@@ -166,7 +172,7 @@ def _table(rows: list[Row]) -> pa.Table:
 
 def _write_atomic(table: pa.Table, path: Path) -> None:
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    pq.write_table(table, tmp, row_group_size=max(1, min(table.num_rows, 1 << 17)))
+    pq.write_table(table, tmp, row_group_size=max(1, min(table.num_rows, ROW_GROUP_ROWS)))
     os.replace(tmp, path)
 
 

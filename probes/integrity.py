@@ -34,6 +34,7 @@ from infra.errors import ConfigError
 from probes.result import failed, record, seconds
 from probes.rpo import REDIS_PORT, SentinelWriteStore, StoreUnavailable, redis_client
 from probes.rundir import Fault, read_faults, read_json, read_topology
+from probes.timeline import Timeline
 
 __all__ = ["feature_divergence", "time_to_detect", "wrong_answers"]
 
@@ -179,36 +180,103 @@ def wrong_answers_of(
     if expected_digest is not None:
         digest_wrong = has_digest & (digest.astype(str) != expected_digest).to_numpy()
     wrong = canary_wrong | digest_wrong
+    regions = scope.loc[wrong, "region"].astype(str).value_counts()
+    starts = scope["t_start"].to_numpy(dtype=np.float64)[wrong]
+    counts = WrongAnswerCounts(
+        checked=int(checked.sum()),
+        with_digest=int(has_digest.sum()),
+        canary_wrong=int(canary_wrong.sum()),
+        digest_wrong=int(digest_wrong.sum()),
+        wrong=int(wrong.sum()),
+        first=float(starts.min()) if starts.size else None,
+        last=float(starts.max()) if starts.size else None,
+        by_region={str(k): int(v) for k, v in regions.items()},
+    )
+    return _wrong_answers_entry(counts, expected_digest, since)
+
+
+@dataclass(frozen=True)
+class WrongAnswerCounts:
+    """What `wrong_answers_of` counts, however it was counted (in memory or in place)."""
+
+    checked: int
+    with_digest: int
+    canary_wrong: int
+    digest_wrong: int
+    wrong: int
+    first: float | None
+    last: float | None
+    by_region: dict[str, int]
+
+
+def wrong_answers_scan(
+    timeline: Timeline, residency: str, expected_digest: str | None
+) -> dict[str, Any]:
+    """`wrong_answers_of` for one residency of a timeline queried in place (same entry)."""
+    canary_wrong = "kind = 'canary' AND correct IS NOT NULL AND ok AND NOT correct"
+    digest_wrong = (
+        "model_digest IS NOT NULL AND ok AND model_digest <> ?" if expected_digest else "false"
+    )
+    wrong = f"(({canary_wrong}) OR ({digest_wrong}))"
+    digest_params = [expected_digest] if expected_digest else []
+    row = timeline.query(
+        "SELECT count(*) FILTER (WHERE kind = 'canary' AND correct IS NOT NULL AND ok), "
+        "count(*) FILTER (WHERE model_digest IS NOT NULL AND ok), "
+        f"count(*) FILTER (WHERE {canary_wrong}), count(*) FILTER (WHERE {digest_wrong}), "
+        f"count(*) FILTER (WHERE {wrong}), min(t_start) FILTER (WHERE {wrong}), "
+        f"max(t_start) FILTER (WHERE {wrong}) FROM tl WHERE residency = ?",
+        [*digest_params, *digest_params, *digest_params, *digest_params, residency],
+    )[0]
+    # A wrong answer without a region counts under "nan", as pandas' astype(str) names it.
+    regions = timeline.query(
+        f"SELECT coalesce(region, 'nan'), count(*) FROM tl WHERE residency = ? AND {wrong} "
+        "GROUP BY ALL ORDER BY count(*) DESC",
+        [residency, *digest_params],
+    )
+    counts = WrongAnswerCounts(
+        checked=int(row[0]),
+        with_digest=int(row[1]),
+        canary_wrong=int(row[2]),
+        digest_wrong=int(row[3]),
+        wrong=int(row[4]),
+        first=None if row[5] is None else float(row[5]),
+        last=None if row[6] is None else float(row[6]),
+        by_region={str(k): int(v) for k, v in regions},
+    )
+    return _wrong_answers_entry(counts, expected_digest, None)
+
+
+def _wrong_answers_entry(
+    counts: WrongAnswerCounts, expected_digest: str | None, since: float | None
+) -> dict[str, Any]:
     head = {
         "expected_digest": expected_digest,
         "since": seconds(since),
-        "canaries_checked": int(checked.sum()),
-        "answers_with_digest": int(has_digest.sum()),
+        "canaries_checked": counts.checked,
+        "answers_with_digest": counts.with_digest,
     }
-    if not checked.any() and not has_digest.any():
+    if not counts.checked and not counts.with_digest:
         return failed("no-data", "no canary checked and no answer carried a model digest", **head)
     status, reason = "ok", None
-    unexpected: int | None = int(digest_wrong.sum())
-    if expected_digest is None and has_digest.any():
+    unexpected: int | None = counts.digest_wrong
+    if expected_digest is None and counts.with_digest:
         status, unexpected = "no-data", None
         reason = (
             f"no expected model digest (none given, none deployed in world.json, "
             f"no answer before the fault): "
-            f"{int(has_digest.sum())} answers' digests cannot be checked"
+            f"{counts.with_digest} answers' digests cannot be checked"
         )
-    regions = scope.loc[wrong, "region"].astype(str).value_counts()
-    starts = scope["t_start"].to_numpy(dtype=np.float64)[wrong]
     return record(
         {
             **head,
             "status": status,
             "reason": reason,
-            "wrong_answers": int(wrong.sum()),
-            "canary_mismatches": int(canary_wrong.sum()),
+            "wrong_answers": counts.wrong,
+            "canary_mismatches": counts.canary_wrong,
             "unexpected_digests": unexpected,
-            "first_wrong_at": seconds(starts.min()) if starts.size else None,
-            "last_wrong_at": seconds(starts.max()) if starts.size else None,
-            "by_region": {str(k): int(v) for k, v in regions.items()},
+            "first_wrong_at": seconds(counts.first),
+            "last_wrong_at": seconds(counts.last),
+            "by_region": counts.by_region,
         }
     )
 
@@ -238,6 +306,39 @@ def integrity_table(
     for n, fault in enumerate(faults):
         if not fault.fault.startswith("corrupt"):
             continue
+        fault_until = until if n + 1 == len(faults) else min(until, faults[n + 1].applied_at)
+        detection = detection_of(frame, fault, fault_until, settle_seconds, region_jur)
+        table.append({"check": "time-to-detect", **detection})
+    return table
+
+
+def integrity_table_scan(
+    timeline: Timeline,
+    faults: list[Fault],
+    until: float,
+    expected_digest: str | None = None,
+    settle_seconds: float = 5.0,
+    digest_source: str | None = None,
+    region_jur: Mapping[str, str] | None = None,
+) -> list[dict[str, Any]]:
+    """`integrity_table` over a timeline queried in place: the same entries.
+
+    The wrong answers are counted by the engine; time to detect (corrupt-* faults only)
+    reads the four columns it needs for every row (see docs/measurement.md).
+    """
+    source = digest_source or ("given" if expected_digest else "unknown")
+    table: list[dict[str, Any]] = []
+    for residency in timeline.residencies():
+        entry = wrong_answers_scan(timeline, residency, expected_digest)
+        table.append(
+            {"check": "wrong-answers", "residency": residency, "digest_source": source, **entry}
+        )
+    corrupt = [n for n, f in enumerate(faults) if f.fault.startswith("corrupt")]
+    if not corrupt:
+        return table
+    frame = timeline.frame(("region",))
+    for n in corrupt:
+        fault = faults[n]
         fault_until = until if n + 1 == len(faults) else min(until, faults[n + 1].applied_at)
         detection = detection_of(frame, fault, fault_until, settle_seconds, region_jur)
         table.append({"check": "time-to-detect", **detection})

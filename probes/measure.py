@@ -19,13 +19,13 @@ from typing import Any
 
 from infra.errors import ConfigError, MalformedInput
 from infra.types import read_event_log
-from probes.integrity import expected_digest_of, integrity_table
+from probes.integrity import expected_digest_of, integrity_table_scan
 from probes.models import MEASUREMENTS_VERSION, write_measurements
 from probes.prometheus import PromClient, compare_rto, prometheus_rto_table
-from probes.residency import residency_table
+from probes.residency import residency_table_scan
 from probes.result import failed, record, seconds
 from probes.rpo import NULL_RPO, WriteStore, rpo_table, stores_from_world
-from probes.rto import ALL, NULL_RTO, RtoParams, rto_table
+from probes.rto import ALL, NULL_RTO, RtoParams, rto_table_scan
 from probes.rundir import (
     Fault,
     faults_from_records,
@@ -33,7 +33,7 @@ from probes.rundir import (
     read_topology,
     region_jurisdictions,
 )
-from probes.timeline import read_timeline, span
+from probes.timeline import Timeline
 
 __all__ = ["measure"]
 
@@ -162,14 +162,29 @@ def measure_run(
     if not run.is_dir():
         raise ConfigError(f"{run}: run directory not found")
     started = time.monotonic()
-    frame = read_timeline(run / TIMELINE)
-    bounds = span(frame)
+    # The timeline is queried in place, never loaded whole (docs/measurement.md, "Memory
+    # model"): a one-hour soak is tens of millions of rows.
+    timeline = Timeline(run / TIMELINE)
+    try:
+        return _measure(run, options, write_stores, timeline, started)
+    finally:
+        timeline.close()
+
+
+def _measure(
+    run: Path,
+    options: Options,
+    write_stores: Mapping[str, WriteStore] | None,
+    timeline: Timeline,
+    started: float,
+) -> dict[str, Any]:
+    bounds = timeline.span
     faults, events_input = _faults(run)
     load, load_input = _optional_json(run / LOAD)
     world, world_input = _optional_json(run / WORLD)
     region_jur, topology_input = _topology(options, world)
     until = bounds[1] if bounds else 0.0
-    residencies = sorted(str(r) for r in frame["residency"].dropna().unique())
+    residencies = timeline.residencies()
 
     no_fault = failed(
         "no-data",
@@ -179,10 +194,10 @@ def measure_run(
     )
     # -- client-side RTO
     rto: list[dict[str, Any]] = []
-    if faults and not frame.empty:
-        rto = rto_table(frame, faults, options.rto, until, region_jur)
+    if faults and timeline.rows:
+        rto = rto_table_scan(timeline, faults, options.rto, until, region_jur)
     else:
-        reason = failed("no-data", "the timeline is empty") if frame.empty else no_fault
+        reason = failed("no-data", "the timeline is empty") if not timeline.rows else no_fault
         rto = [
             _placeholder(reason, kind=ALL, residency=r, fault_at=None, **NULL_RTO)
             for r in residencies or [ALL]
@@ -227,7 +242,7 @@ def measure_run(
             store_note = "sentinels of world.json"
         except ValueError as exc:
             store_note = f"world.json: {exc}"
-    rpo = rpo_table(frame, faults, stores, region_jur, prom, residencies)
+    rpo = _rpo(timeline, faults, stores, region_jur, prom, residencies)
     if not rpo:
         rpo = [
             _placeholder(
@@ -242,11 +257,11 @@ def measure_run(
 
     # -- integrity and residency
     digest, digest_source = expected_digest_of(options.expected_digest, world)
-    integrity = integrity_table(
-        frame, faults, until, digest, options.settle_seconds, digest_source, region_jur
+    integrity = integrity_table_scan(
+        timeline, faults, until, digest, options.settle_seconds, digest_source, region_jur
     )
     if region_jur:
-        residency = residency_table(frame, region_jur)
+        residency = residency_table_scan(timeline, region_jur)
     else:
         residency = [
             _placeholder(
@@ -268,7 +283,7 @@ def measure_run(
         "inputs": {
             "timeline": {
                 "path": TIMELINE,
-                "rows": len(frame),
+                "rows": timeline.rows,
                 "first_start": seconds(bounds[0]) if bounds else None,
                 "last_start": seconds(bounds[1]) if bounds else None,
                 "sha256": _sha256(run / TIMELINE),
@@ -302,6 +317,33 @@ def measure_run(
         "seconds_to_measure": seconds(time.monotonic() - started, 3),
     }
     return record(doc)
+
+
+def _rpo(
+    timeline: Timeline,
+    faults: list[Fault],
+    stores: Mapping[str, WriteStore] | None,
+    region_jur: dict[str, str],
+    prom: PromClient | None,
+    residencies: list[str],
+) -> list[dict[str, Any]]:
+    """`rpo_table` on the write rows, one residency at a time when that is the same.
+
+    The ledger holds one key per write (the read-back needs them all), so it is the
+    largest thing `measure` builds; one residency at a time divides it. A write without
+    a residency is attributed from its client's other writes, across residencies: when
+    there is one, the ledger is built over every write at once, as before.
+    """
+    unplaced = timeline.query("SELECT count(*) FROM tl WHERE kind = 'write' AND residency IS NULL")
+    if unplaced[0][0] or not residencies:
+        writes = timeline.frame(("client", "seq"), "kind = 'write'")
+        return rpo_table(writes, faults, stores, region_jur, prom, residencies)
+    table: list[dict[str, Any]] = []
+    for residency in residencies:
+        writes = timeline.frame(("client", "seq"), "kind = 'write' AND residency = ?", [residency])
+        table.extend(rpo_table(writes, faults, stores, region_jur, prom, [residency]))
+        del writes
+    return table
 
 
 def _save_queries(run: Path, prom: PromClient) -> None:

@@ -18,7 +18,7 @@ import pandas as pd
 from infra.errors import ConfigError
 from probes.result import failed, record
 from probes.rundir import read_topology, region_jurisdictions
-from probes.timeline import read_timeline
+from probes.timeline import Timeline, read_timeline
 
 __all__ = ["residency_violations"]
 
@@ -28,13 +28,30 @@ DEFAULT_TOPOLOGY = Path(__file__).resolve().parents[1] / "infra" / "local" / "to
 def residency_table(frame: pd.DataFrame, region_jur: dict[str, str]) -> list[dict[str, Any]]:
     """One entry per residency: answered requests, violations, serving regions."""
     answered = frame[frame["region"].notna()]
-    table: list[dict[str, Any]] = []
     residencies = sorted(str(r) for r in frame["residency"].dropna().unique())
     counts = answered.groupby(["residency", "region"], observed=True).size().reset_index(name="n")
     pairs = [
         (str(res), str(region), int(n))
         for res, region, n in zip(counts["residency"], counts["region"], counts["n"], strict=True)
     ]
+    return residency_entries(pairs, residencies, region_jur)
+
+
+def residency_table_scan(timeline: Timeline, region_jur: dict[str, str]) -> list[dict[str, Any]]:
+    """`residency_table` over a timeline queried in place (the engine counts the pairs)."""
+    rows = timeline.query(
+        "SELECT residency, region, count(*) FROM tl "
+        "WHERE region IS NOT NULL AND residency IS NOT NULL GROUP BY ALL ORDER BY ALL"
+    )
+    pairs = [(str(res), str(region), int(n)) for res, region, n in rows]
+    return residency_entries(pairs, timeline.residencies(), region_jur)
+
+
+def residency_entries(
+    pairs: list[tuple[str, str, int]], residencies: list[str], region_jur: dict[str, str]
+) -> list[dict[str, Any]]:
+    """The entries of `residency_table` from (residency, region, answered) counts."""
+    table: list[dict[str, Any]] = []
     for residency in residencies:
         head = {"residency": residency, "inputs": {"regions": dict(sorted(region_jur.items()))}}
         by_region: dict[str, int] = {}

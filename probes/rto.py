@@ -26,7 +26,7 @@ Python loop per request. `__all__` lists the Chaos Toolkit probe; `rto_table` an
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -38,12 +38,13 @@ import pandas as pd
 from infra.errors import ConfigError
 from probes.result import failed, record, seconds
 from probes.rundir import Fault, read_faults
-from probes.timeline import KINDS, read_timeline
+from probes.timeline import KINDS, Timeline, read_timeline
 
 __all__ = ["client_rto"]
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
+IntArray = npt.NDArray[np.int32]
 ALL = "all"
 #: The figures every RTO entry carries; null when the status is not "ok".
 NULL_RTO: dict[str, Any] = {
@@ -89,14 +90,50 @@ def window_health(
 
     `starts` must be sorted. Requests sharing a start share a window.
     """
-    lo = np.searchsorted(starts, starts, side="left")
-    hi = np.searchsorted(starts, starts + window, side="left")
-    counts = (hi - lo).astype(np.int64)
-    ok_cum = np.concatenate(([0], np.cumsum(ok, dtype=np.int64)))
-    good = ok_cum[hi] - ok_cum[lo]
-    ratio = good / np.maximum(counts, 1)
+    counts, ratio = _windows(starts, ok, window)
     healthy = (counts >= min_requests) & (ratio >= threshold)
-    return counts, ratio, healthy
+    return counts.astype(np.int64), ratio, healthy
+
+
+#: Rows per step of the per-window arithmetic: the temporaries of a step stay a few
+#: tens of MiB however long the stream (docs/measurement.md, "Memory model").
+CHUNK_ROWS = 1 << 20
+
+
+def _windows(starts: FloatArray, ok: BoolArray, window: float) -> tuple[IntArray, FloatArray]:
+    """Requests in each start's forward window and their success ratio."""
+    counts = np.empty(starts.size, dtype=np.int32)
+    ratio = np.empty(starts.size, dtype=np.float64)
+    for a, width, part in _window_steps(starts, ok, window):
+        counts[a : a + width.size] = width
+        ratio[a : a + width.size] = part
+    return counts, ratio
+
+
+def _failing_windows(
+    starts: FloatArray, ok: BoolArray, window: float, threshold: float
+) -> tuple[IntArray, BoolArray]:
+    """Requests in each start's forward window, and whether its ratio is below
+    `threshold`: `_windows` without a full-size array of ratios."""
+    counts = np.empty(starts.size, dtype=np.int32)
+    failing = np.empty(starts.size, dtype=bool)
+    for a, width, part in _window_steps(starts, ok, window):
+        counts[a : a + width.size] = width
+        failing[a : a + width.size] = part < threshold
+    return counts, failing
+
+
+def _window_steps(
+    starts: FloatArray, ok: BoolArray, window: float
+) -> Iterator[tuple[int, npt.NDArray[np.int64], FloatArray]]:
+    """(first index, window sizes, success ratios) of `CHUNK_ROWS` starts at a time."""
+    ok_cum = np.concatenate(([0], np.cumsum(ok, dtype=np.int64)))
+    for a in range(0, starts.size, CHUNK_ROWS):
+        part = starts[a : a + CHUNK_ROWS]
+        lo = np.searchsorted(starts, part, side="left")
+        hi = np.searchsorted(starts, part + window, side="left")
+        width = (hi - lo).astype(np.int64)
+        yield a, width, (ok_cum[hi] - ok_cum[lo]) / np.maximum(width, 1)
 
 
 def earliest_stable(
@@ -119,14 +156,19 @@ def earliest_stable(
     if first >= len(starts):
         return None
     bad_cum = np.concatenate(([0], np.cumsum(~healthy, dtype=np.int64)))
-    cand = starts[first:]
-    lo = np.searchsorted(starts, cand, side="left")
-    hi = np.searchsorted(starts, cand + stability, side="right")
-    valid = (bad_cum[hi] - bad_cum[lo] == 0) & (cand + stability <= horizon)
-    if ok is not None:
-        valid &= ok[first:]
-    hits = np.flatnonzero(valid)
-    return first + int(hits[0]) if hits.size else None
+    # Step by step from the fault on: the recovery is usually near it, so the steps
+    # after the first hit are never computed.
+    for a in range(first, len(starts), CHUNK_ROWS):
+        cand = starts[a : a + CHUNK_ROWS]
+        lo = np.searchsorted(starts, cand, side="left")
+        hi = np.searchsorted(starts, cand + stability, side="right")
+        valid = (bad_cum[hi] - bad_cum[lo] == 0) & (cand + stability <= horizon)
+        if ok is not None:
+            valid &= ok[a : a + CHUNK_ROWS]
+        hits = np.flatnonzero(valid)
+        if hits.size:
+            return a + int(hits[0])
+    return None
 
 
 def _percentiles(latency: FloatArray) -> dict[str, float | None]:
@@ -156,7 +198,7 @@ class _Stream:
 
     t: FloatArray
     ok: BoolArray
-    counts: npt.NDArray[np.int64]
+    counts: IntArray
     healthy: BoolArray
     #: the window holds a failure that puts it below the threshold (however few requests)
     failing: BoolArray
@@ -192,16 +234,23 @@ def _stream(
     t: FloatArray, ok: BoolArray, fault_at: float, until: float, params: RtoParams
 ) -> _Stream:
     window = params.window_seconds
-    counts, ratio, healthy = window_health(t, ok, window, params.threshold, params.min_requests)
+    counts, failing = _failing_windows(t, ok, window, params.threshold)
+    healthy = (counts >= params.min_requests) & ~failing
     horizon = until - window
-    failing = ratio < params.threshold
-    following = _following(t, until)
-    stable = healthy & ((following - t) <= window)
-    span = np.clip(np.minimum(following, horizon) - t, 0.0, None)
-    # A window with too few requests and no failure shows nothing; a window that
-    # holds requests shows W seconds, and a longer gap to the next start is unseen.
-    thin = (counts < params.min_requests) & ~failing
-    unobserved = np.where(thin, span, np.clip(span - window, 0.0, None))
+    n = t.size
+    stable = np.empty(n, dtype=bool)
+    unobserved = np.empty(n, dtype=np.float64)
+    last = max(until, float(t[-1])) if n else until
+    for a in range(0, n, CHUNK_ROWS):
+        b = min(a + CHUNK_ROWS, n)
+        here = t[a:b]
+        following = np.append(t[a + 1 : b + 1], last) if b == n else t[a + 1 : b + 1]
+        stable[a:b] = healthy[a:b] & ((following - here) <= window)
+        span = np.clip(np.minimum(following, horizon) - here, 0.0, None)
+        # A window with too few requests and no failure shows nothing; a window that
+        # holds requests shows W seconds, and a longer gap to the next start is unseen.
+        thin = (counts[a:b] < params.min_requests) & ~failing[a:b]
+        unobserved[a:b] = np.where(thin, span, np.clip(span - window, 0.0, None))
     return _Stream(t, ok, counts, healthy, failing, stable, unobserved, fault_at, horizon, window)
 
 
@@ -213,13 +262,16 @@ def rto_of(
     until: float,
     params: RtoParams,
     latency_until: float | None = None,
+    total: int | None = None,
 ) -> dict[str, Any]:
     """The RTO figures of one stream of requests (sorted `starts`) for one fault.
 
     `until` ends the observation (the last request start of the run, or the next
     fault on this stream's jurisdiction); requests after it are ignored.
     `latency_until` ends the "during the fault" latency window (default `until`; the
-    fault's revert when known). Returns the result dict; `status` is "no-data" (with
+    fault's revert when known). `total` is the stream's size when `starts` holds only
+    the part a fault needs (`probes.timeline.Stream`). Returns the result dict;
+    `status` is "no-data" (with
     `reason`) when the stream cannot show a recovery: no requests after the fault, an
     observation shorter than `stability + W`, no window after the fault holding
     `min_requests` requests, or no recovery while part of the observation after the
@@ -227,17 +279,18 @@ def rto_of(
     """
     window = params.window_seconds
     stability = params.stability_seconds
+    size = int(starts.size) if total is None else total
     base: dict[str, Any] = {
         **NULL_RTO,
         "fault_at": seconds(fault_at),
         "observed_until": seconds(until),
-        "inputs": {**params.as_dict(), "requests": int(starts.size)},
+        "inputs": {**params.as_dict(), "requests": size},
     }
     end = int(np.searchsorted(starts, until, side="right"))
     begin = int(np.searchsorted(starts, fault_at, side="left"))
     after = end - begin
     base["requests_after_fault"] = after
-    if starts.size == 0:
+    if size == 0:
         return failed("no-data", "no requests of this kind and residency", **base)
     if after <= 0:
         return failed("no-data", "no request started at or after the fault", **base)
@@ -561,6 +614,67 @@ def rto_table(
                     "covered_by": covered,
                 }
             )
+    return table
+
+
+def rto_table_scan(
+    timeline: Timeline,
+    faults: list[Fault],
+    params: RtoParams | None = None,
+    until: float | None = None,
+    region_jurisdiction: Mapping[str, str] | None = None,
+) -> list[dict[str, Any]]:
+    """`rto_table` over a timeline queried in place: the same entries, in the same order.
+
+    Each (fault, stream) reads only the rows `rto_of` needs (`Timeline.stream`): the
+    stream from the fault to the end of its observation, and a few rows before it.
+    """
+    params = params or RtoParams()
+    mapping = region_jurisdiction or {}
+    if timeline.span is None:
+        return []
+    end = timeline.span[1] if until is None else until
+    sizes = timeline.groups()
+    by_res = timeline.residency_sizes()
+    kinds = sorted({k for k, _, _ in sizes}, key=lambda k: (*KINDS, k).index(k))
+    count = {(k, r): n for k, r, n in sizes}
+    streams = [
+        (kind, res, by_res[res] if kind == ALL else count[(kind, res)])
+        for kind in (*kinds, ALL)
+        for res in sorted(by_res)
+        if kind == ALL or (kind, res) in count
+    ]
+    table: list[dict[str, Any]] = []
+    for n, fault in enumerate(faults):
+        for kind, residency, total in streams:
+            fault_until, cut = observation_end(faults, n, residency, end, mapping)
+            s = timeline.stream(
+                None if kind == ALL else kind, residency, total, fault.applied_at, fault_until
+            )
+            entry = rto_of(
+                s.starts,
+                s.ok,
+                s.latency_ms,
+                fault.applied_at,
+                fault_until,
+                params,
+                latency_until=fault.reverted_at,
+                total=total,
+            )
+            covered = covering_fault(
+                faults, n, residency, end, mapping, s.starts, s.ok, params.window_seconds
+            )
+            table.append(
+                {
+                    "kind": kind,
+                    "residency": residency,
+                    **fault.describe(),
+                    **entry,
+                    "observation_ended_by": cut.id if cut is not None else None,
+                    "covered_by": covered,
+                }
+            )
+            del s
     return table
 
 

@@ -8,6 +8,7 @@ about 600 bins) before plotting, so a million requests draw as fast as a thousan
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,20 +27,86 @@ RECOVERY = "#2ca02c"
 DPI = 100
 
 
-def read_timeline(path: Path) -> pd.DataFrame | None:
-    """The columns the charts need from timeline.parquet; None when absent or unreadable."""
+@dataclass(frozen=True)
+class Bins:
+    """Per-bin aggregates of a timeline, all the charts draw (never the rows themselves).
+
+    Bins are `width` seconds on the fault-relative axis (`floor((t - t_f) / width) *
+    width`); `traffic` has `residency, bin, ratio, p99` (p99: linear interpolation over
+    the latencies that are not null, as pandas' quantile), `served` has `residency,
+    bin, region, n` (a null region is "no answer"), `writes` has `second, n` (the
+    acknowledged writes per whole second since the fault). Null residencies read "nan".
+    """
+
+    width: float
+    first: float
+    traffic: pd.DataFrame
+    served: pd.DataFrame | None
+    writes: pd.DataFrame | None
+
+
+def read_bins(path: Path, fault_at: float | None) -> Bins | None:
+    """The per-bin aggregates of timeline.parquet around `fault_at` (default: the first
+    request); None when absent, unreadable or empty. Memory stays flat in the rows: the
+    engine scans the file (docs/scorecards.md)."""
     if not path.exists():
         return None
     try:
+        import duckdb
         import pyarrow.parquet as pq
 
         names = set(pq.read_schema(path).names)
-        columns = [c for c in TIMELINE_COLUMNS if c in names]
-        if "t_start" not in columns:
-            return None
-        return pd.read_parquet(path, columns=columns)
-    except (OSError, ValueError):
+    except (OSError, ValueError, ImportError):
         return None
+    if "t_start" not in names:
+        return None
+    db = duckdb.connect(config={"memory_limit": "512MB", "threads": 2})
+    try:
+        return _bins(db, str(path), names, fault_at)
+    except duckdb.Error:
+        return None
+    finally:
+        db.close()
+
+
+def _bins(db: Any, path: str, names: set[str], fault_at: float | None) -> Bins | None:
+    def column(name: str) -> str:
+        return name if name in names else f"NULL AS {name}"
+
+    ok = "coalesce(ok, false)" if "ok" in names else "true"
+    # A null residency reads "nan" (pandas' str of a missing category), none at all "all".
+    residency = "coalesce(residency::VARCHAR, 'nan')" if "residency" in names else "'all'"
+    db.execute(
+        f"CREATE VIEW tl AS SELECT t_start, {column('latency_ms')}, {column('kind')}, "
+        f"{ok} AS ok, {residency} AS residency, {column('region')} "
+        f"FROM read_parquet('{path.replace(chr(39), chr(39) * 2)}')"
+    )
+    low, high, rows = db.execute("SELECT min(t_start), max(t_start), count(*) FROM tl").fetchall()[
+        0
+    ]
+    if not rows:
+        return None
+    first = float(low) if fault_at is None else fault_at
+    width = _bin_width(float(high) - float(low))
+    binned = f"floor((t_start - {first!r}) / {width!r}) * {width!r}"
+    traffic = db.execute(
+        f"SELECT residency, {binned} AS bin, avg(ok::DOUBLE) AS ratio, "
+        "quantile_cont(latency_ms, 0.99) FILTER (WHERE NOT isnan(latency_ms)) AS p99 "
+        "FROM tl GROUP BY ALL ORDER BY ALL"
+    ).df()
+    served = None
+    if "region" in names and "residency" in names:
+        served = db.execute(
+            f"SELECT residency, {binned} AS bin, coalesce(region, 'no answer') AS region, "
+            "count(*) AS n FROM tl GROUP BY ALL ORDER BY ALL"
+        ).df()
+    writes = None
+    if "kind" in names and "ok" in names:
+        writes = db.execute(
+            f"SELECT floor(t_start - {first!r}) AS second, count(*) AS n FROM tl "
+            "WHERE kind = 'write' AND ok GROUP BY ALL ORDER BY ALL"
+        ).df()
+    return Bins(width, first, traffic, served, writes)
 
 
 def _bin_width(span: float) -> float:
@@ -67,31 +134,18 @@ def _colors(names: Sequence[str]) -> dict[str, str]:
 
 
 def traffic_chart(
-    timeline: pd.DataFrame,
+    bins: Bins,
     fault_at: float,
     rto_entries: Sequence[Mapping[str, Any]],
     threshold_ratio: float,
     out: Path,
 ) -> Path:
     """Success ratio and p99 latency per jurisdiction over time, fault and RTO spans marked."""
-    t = timeline["t_start"].to_numpy(dtype=float) - fault_at
-    width = _bin_width(float(t.max() - t.min()) if len(t) else 1.0)
-    frame = pd.DataFrame(
-        {
-            "bin": np.floor(t / width) * width,
-            "ok": timeline["ok"].to_numpy(dtype=bool) if "ok" in timeline else True,
-            "latency": timeline["latency_ms"].to_numpy(dtype=float)
-            if "latency_ms" in timeline
-            else np.nan,
-            "residency": timeline["residency"].astype(str).to_numpy()
-            if "residency" in timeline
-            else "all",
-        }
-    )
-    grouped = frame.groupby(["residency", "bin"], sort=True)
-    ratio = grouped["ok"].mean()
-    p99 = grouped["latency"].quantile(0.99)
-    residencies = sorted(frame["residency"].unique())
+    width = bins.width
+    grouped = bins.traffic.set_index(["residency", "bin"]).sort_index()
+    ratio = grouped["ratio"]
+    p99 = grouped["p99"]
+    residencies = sorted(bins.traffic["residency"].unique())
     colors = _colors(residencies)
 
     fig = Figure(figsize=(11, 6.2))
@@ -156,18 +210,16 @@ def traffic_chart(
     return _save(fig, out)
 
 
-def served_by_chart(timeline: pd.DataFrame, fault_at: float, out: Path) -> Path:
+def served_by_chart(bins: Bins, fault_at: float, out: Path) -> Path:
     """Share of each jurisdiction's requests answered by each region over time."""
-    t = timeline["t_start"].to_numpy(dtype=float) - fault_at
-    width = _bin_width(float(t.max() - t.min()) if len(t) else 1.0)
-    region = timeline["region"].astype("string").fillna("no answer").to_numpy(dtype=object)
-    residency = timeline["residency"].astype(str).to_numpy()
-    frame = pd.DataFrame(
-        {"bin": np.floor(t / width) * width, "region": region, "residency": residency}
+    served = (
+        bins.served
+        if bins.served is not None
+        else pd.DataFrame({"residency": [], "bin": [], "region": [], "n": []})
     )
-    counts = frame.groupby(["residency", "bin", "region"]).size()
-    residencies = sorted(frame["residency"].unique())
-    regions = sorted(set(frame["region"].unique()) - {"no answer"})
+    counts = served.set_index(["residency", "bin", "region"])["n"].sort_index()
+    residencies = sorted(served["residency"].unique())
+    regions = sorted(set(served["region"].unique()) - {"no answer"})
     colors = _colors(regions)
     colors["no answer"] = "#bbbbbb"
     fig = Figure(figsize=(11, 1.2 + 1.9 * len(residencies)))
@@ -194,7 +246,7 @@ def served_by_chart(timeline: pd.DataFrame, fault_at: float, out: Path) -> Path:
 
 
 def lost_writes_chart(
-    timeline: pd.DataFrame | None,
+    bins: Bins | None,
     fault_at: float,
     rpo_entries: Sequence[Mapping[str, Any]],
     out: Path,
@@ -202,13 +254,13 @@ def lost_writes_chart(
     """Acknowledged writes per second (grey) and every lost write (red) on the time axis."""
     fig = Figure(figsize=(11, 3.6))
     ax = fig.subplots()
-    if timeline is not None and "kind" in timeline and "ok" in timeline:
-        writes = timeline.loc[(timeline["kind"] == "write") & timeline["ok"], "t_start"]
-        t = writes.to_numpy(dtype=float) - fault_at
-        if len(t):
-            width = _bin_width(float(t.max() - t.min()))
-            edges = np.arange(np.floor(t.min()), np.ceil(t.max()) + width, width)
-            ax.hist(t, bins=list(edges), color="#c7c7c7", label="acknowledged writes")
+    if bins is not None and bins.writes is not None and len(bins.writes):
+        # Whole seconds since the fault, shifted when the bins were not anchored at it.
+        t = bins.writes["second"].to_numpy(dtype=float) + (bins.first - fault_at)
+        n = bins.writes["n"].to_numpy(dtype=float)
+        width = _bin_width(float(t.max() - t.min()))
+        edges = np.arange(np.floor(t.min()), np.ceil(t.max()) + width, width)
+        ax.hist(t, bins=list(edges), weights=n, color="#c7c7c7", label="acknowledged writes")
     lost_t: list[float] = []
     acknowledged = 0
     for entry in rpo_entries:

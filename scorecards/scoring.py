@@ -70,15 +70,14 @@ def run_charts(run: RunData, out_dir: Path) -> list[tuple[str, str]]:
     """Draw the run's charts into `out_dir/charts`; (relative path, caption) each."""
     from scorecards import charts
 
-    timeline = charts.read_timeline(run.path / "timeline.parquet")
-    fault_at = _fault_at(run)
-    if timeline is None or len(timeline) == 0:
+    # Per-bin aggregates, never the rows: a soak's timeline is tens of millions of them.
+    bins = charts.read_bins(run.path / "timeline.parquet", _fault_at(run))
+    if bins is None:
         return []
-    if fault_at is None:
-        fault_at = float(timeline["t_start"].min())
+    fault_at = bins.first
     made: list[tuple[str, str]] = []
     charts.traffic_chart(
-        timeline,
+        bins,
         fault_at,
         run.entries("rto"),
         _success_threshold(run),
@@ -91,8 +90,8 @@ def run_charts(run: RunData, out_dir: Path) -> list[tuple[str, str]]:
             "span to recovery (dashed green).",
         )
     )
-    if "region" in timeline and "residency" in timeline:
-        charts.served_by_chart(timeline, fault_at, out_dir / "charts" / "served-by.png")
+    if bins.served is not None:
+        charts.served_by_chart(bins, fault_at, out_dir / "charts" / "served-by.png")
         made.append(
             (
                 "charts/served-by.png",
@@ -101,7 +100,7 @@ def run_charts(run: RunData, out_dir: Path) -> list[tuple[str, str]]:
             )
         )
     charts.lost_writes_chart(
-        timeline, fault_at, run.entries("rpo"), out_dir / "charts" / "lost-writes.png"
+        bins, fault_at, run.entries("rpo"), out_dir / "charts" / "lost-writes.png"
     )
     made.append(
         (

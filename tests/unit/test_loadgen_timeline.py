@@ -15,6 +15,7 @@ from loadgen.metrics import RequestCounts
 from loadgen.payload import payload_digest, write_body
 from loadgen.stub import MODEL_DIGEST, WRONG_OFFSET, StubApp, score_of
 from loadgen.timeline import (
+    ROW_GROUP_ROWS,
     SCHEMA,
     Recorder,
     Row,
@@ -247,3 +248,20 @@ def test_stub_answers_like_the_platform() -> None:
     assert app.answer(b"POST", b"/v1/events", {b"x-residency": b"eu"}, b"{}")[0] == 503
     body = b'{"client": "c", "seq": 1, "payload": {}}'
     assert app.answer(b"POST", b"/v1/events", {b"x-residency": b"eu"}, body)[:1] == (201,)
+
+
+def test_merged_timelines_have_row_groups_for_time_range_filters(tmp_path: Path) -> None:
+    """Row groups of ROW_GROUP_ROWS rows, each with t_start min/max statistics: what
+    lets a fault's window skip the rest of a soak (docs/measurement.md)."""
+    rows = ROW_GROUP_ROWS * 2 + 5
+    columns = {f.name: pa.nulls(rows, f.type) for f in SCHEMA}
+    columns["t_start"] = pa.array([float(rows - i) for i in range(rows)])  # reversed
+    (tmp_path / "segs").mkdir()
+    pq.write_table(pa.table(columns, schema=SCHEMA), tmp_path / "segs" / "a.parquet")
+    merge(tmp_path / "t.parquet", [tmp_path / "segs"])
+    meta = pq.ParquetFile(tmp_path / "t.parquet").metadata
+    sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+    assert sizes == [ROW_GROUP_ROWS, ROW_GROUP_ROWS, 5]
+    t = meta.schema.to_arrow_schema().get_field_index("t_start")
+    stats = meta.row_group(1).column(t).statistics
+    assert (stats.min, stats.max) == (float(ROW_GROUP_ROWS + 1), float(2 * ROW_GROUP_ROWS))

@@ -1,0 +1,166 @@
+"""Soak scale: `measure` and `scorecard` on synthetic 1 M, 10 M and 36 M-request runs.
+
+The run: 10 000 requests/s (predict 70 %, write 20 %, canary 10 %; us and eu) for as
+long as the row count needs (36 M rows: one hour), a region kill of us-east 300 s in
+with 20 s of us errors. The timeline is generated and written one row group at a time
+(never whole in memory), in the recorder's row-group size. Each figure is one run of
+a child process: wall time, rows/s and its `ru_maxrss` (peak RSS).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tests.bench.bench_probes import TOPOLOGY, LossyStore
+from tests.bench.common import BenchResult
+
+SECTION = "Soak scale"
+RATE = 10_000.0
+T0 = 1_700_000_000.0
+FAULT_AFTER = 300.0
+OUTAGE = 20.0
+SIZES = (1_000_000, 10_000_000, 36_000_000)
+LIMIT_SECONDS = 60.0
+LIMIT_MIB = 2048.0
+
+
+def _chunk(rng: np.random.Generator, start: int, rows: int) -> pa.Table:
+    """Rows `start … start + rows` of the soak, in time order (evenly spaced plus jitter)."""
+    from infra.types import timeline_schema
+
+    idx = np.arange(start, start + rows, dtype=np.float64)
+    t = T0 + idx / RATE
+    kind = rng.choice(np.array(["predict", "write", "canary"]), rows, p=[0.7, 0.2, 0.1])
+    residency = np.where(rng.random(rows) < 0.5, "us", "eu")
+    fault_at = T0 + FAULT_AFTER
+    us = residency == "us"
+    outage = us & (t >= fault_at) & (t < fault_at + OUTAGE)
+    ok = ~outage & (rng.random(rows) > 0.0001)
+    region = np.where(us, "us-west", "eu-west")
+    region = np.where(us & (t < fault_at) & (rng.random(rows) < 0.5), "us-east", region)
+    writes = kind == "write"
+    seq = (idx.astype(np.int64) // 100).astype(np.int64)
+    client = np.char.add(residency, np.where(idx.astype(np.int64) % 2 == 0, "-w0", "-w1"))
+    answered = ok & ~writes
+    arrays = {
+        "t_start": pa.array(t),
+        "latency_ms": pa.array(rng.gamma(2.0, 4.0, rows)),
+        "kind": pa.array(kind),
+        "ok": pa.array(ok),
+        "status": pa.array(np.where(ok, 200, 503).astype(np.int32)),
+        "error": pa.array(np.full(rows, "HTTP 503"), mask=ok),
+        "residency": pa.array(residency),
+        "region": pa.array(region, mask=~ok),
+        "model_digest": pa.array(np.full(rows, "sha256:abc"), mask=~answered),
+        "score": pa.array(np.full(rows, 0.5), mask=~answered),
+        "client": pa.array(client, mask=~writes),
+        "seq": pa.array(seq, mask=~writes),
+        "expected": pa.array(np.full(rows, 0.5), mask=kind != "canary"),
+        "correct": pa.array(ok, mask=~((kind == "canary") & ok)),
+    }
+    schema = timeline_schema()
+    return pa.Table.from_arrays([arrays[f.name] for f in schema], schema=schema)
+
+
+def make_soak(path: Path, rows: int, seed: int = 11) -> Path:
+    """Write a soak run directory of `rows` requests under `path`, one row group at a time."""
+    from infra.types import timeline_schema
+    from loadgen.timeline import ROW_GROUP_ROWS
+
+    rng = np.random.default_rng(seed)
+    path.mkdir(parents=True, exist_ok=True)
+    with pq.ParquetWriter(path / "timeline.parquet", timeline_schema()) as writer:
+        for start in range(0, rows, ROW_GROUP_ROWS):
+            writer.write_table(_chunk(rng, start, min(ROW_GROUP_ROWS, rows - start)))
+    fault = {
+        "type": "fault",
+        "fault": "kill-region",
+        "target": "us-east",
+        "id": "soak",
+        "applied_at": T0 + FAULT_AFTER,
+        "details": {"jurisdiction": "us"},
+    }
+    (path / "events.jsonl").write_text(json.dumps(fault) + "\n")
+    (path / "load.json").write_text('{"saturated": false}')
+    (path / "topology.yaml").write_text(TOPOLOGY)
+    return path
+
+
+def child(stage: str, run: str) -> None:
+    """Entry point of a measuring child: run `stage` once, print seconds and ru_maxrss (KiB)."""
+    started = time.perf_counter()
+    if stage == "measure":
+        from probes.measure import Options, measure_run
+        from probes.models import write_measurements
+
+        options = Options(topology_path=Path(run) / "topology.yaml")
+        doc = measure_run(Path(run), options, write_stores={"us": LossyStore(), "eu": LossyStore()})
+        write_measurements(Path(run), doc)
+    else:
+        from experiments.cmd_scorecard import DEFAULT_GATES
+        from scorecards.gates import load_gates
+        from scorecards.scoring import score
+
+        score([Path(run)], load_gates(DEFAULT_GATES), history=None)
+    elapsed = time.perf_counter() - started
+    print(f"{elapsed} {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}")
+
+
+def _child(stage: str, run: Path) -> tuple[float, float]:
+    code = f"from tests.bench.bench_soak import child; child({stage!r}, {str(run)!r})"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=900
+    )
+    if done.returncode:
+        raise RuntimeError(f"{stage} on {run} failed: {done.stderr[-2000:]}")
+    seconds, kib = done.stdout.strip().splitlines()[-1].split()
+    return float(seconds), int(kib) / 1024
+
+
+def run(sizes: tuple[int, ...] = SIZES) -> list[BenchResult]:
+    out: list[BenchResult] = []
+    for rows in sizes:
+        with tempfile.TemporaryDirectory(prefix="bench-soak-", dir=os.environ.get("TMPDIR")) as tmp:
+            run_dir = make_soak(Path(tmp) / "run", rows)
+            label = f"{rows // 1_000_000}M"
+            for stage in ("measure", "scorecard"):
+                took, mib = _child(stage, run_dir)
+                how = f"{stage} of a {rows:,}-request soak in a child process (wall time)"
+                out.append(
+                    BenchResult.of(
+                        SECTION,
+                        f"{stage}, {label} rows, rate",
+                        [rows / took],
+                        "rows/s",
+                        how + f": {took:.1f} s",
+                    )
+                )
+                out.append(
+                    BenchResult.of(
+                        SECTION,
+                        f"{stage}, {label} rows, peak RSS",
+                        [mib],
+                        "MiB",
+                        "ru_maxrss of that child",
+                        "<= 2048 MiB",
+                        LIMIT_MIB,
+                    )
+                )
+    return out
+
+
+if __name__ == "__main__":
+    sizes = tuple(int(a) for a in sys.argv[1:]) or SIZES
+    for r in run(sizes):
+        print(f"{r.name}: {r.value:.4g} {r.unit} ({r.how})", flush=True)
