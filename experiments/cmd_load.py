@@ -18,6 +18,8 @@ import click
 
 from experiments.exits import errors_to_exit_codes
 from infra.errors import ConfigError, GamedayError
+from infra.local.describe import REFERENCE_PLATFORM
+from infra.platform import load_platform
 from loadgen.errors import LoadConfigError, LoadRunError
 from loadgen.profile import KINDS, SHAPES, Profile, load_golden, load_profile, parse_assignment
 from loadgen.runner import LoadResult, LoadSettings, Progress, run
@@ -118,7 +120,20 @@ def _print_summary(result: LoadResult) -> None:
 
 
 @click.command("load")
-@click.option("--host", required=True, help="Base URL of the platform (e.g. the router_url).")
+@click.option(
+    "--host",
+    default=None,
+    help="Base URL of the platform (e.g. the router_url; default: the platform file's).",
+)
+@click.option(
+    "--platform",
+    "platform_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="GAMEDAY_PLATFORM_FILE",
+    default=None,
+    help="Platform file: jurisdictions, API shape, entity ids, canaries "
+    "(default: the reference platform) [env GAMEDAY_PLATFORM_FILE].",
+)
 @click.option(
     "--users", type=int, default=None, help="Simulated users (or `users:` in the profile)."
 )
@@ -187,7 +202,8 @@ def _print_summary(result: LoadResult) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print load.json instead of the summary.")
 @_exit_codes
 def load(
-    host: str,
+    host: str | None,
+    platform_file: Path | None,
     users: int | None,
     duration: float | None,
     out: Path,
@@ -204,10 +220,20 @@ def load(
 ) -> None:
     """Send inference load to HOST and record every request (timeline.parquet, load.json)."""
     profile = _profile(profile_file, users, duration, spawn_rate, shape, weights, rates, golden)
+    platform = load_platform(platform_file) if platform_file else load_platform(REFERENCE_PLATFORM)
+    try:
+        profile.shares(list(platform.jurisdictions))
+    except LoadConfigError as exc:
+        raise ConfigError(str(exc)) from exc
+    if host is None:
+        if platform_file is None:
+            raise ConfigError("--host is required without --platform")
+        host = platform.traffic.base_url
     settings = LoadSettings(
         host=host.rstrip("/"),
         profile=profile,
         workers=workers,
+        platform=platform_file.resolve() if platform_file else None,
         metrics_port=metrics_port,
         prometheus_sd_file=prometheus_sd_file,
     )
@@ -226,7 +252,9 @@ def load(
             f"({processes}, shape {profile.shape})",
             err=True,
         )
-        if profile.mix["canary"].weight and not profile.golden_scores:
+        if profile.mix["canary"].weight and not (
+            profile.golden_scores or platform.canaries.entities or platform.canaries.file
+        ):
             click.echo("load: no golden scores (--golden): canaries are off", err=True)
     result = run(settings, out, progress=None if as_json else progress)
     if as_json:

@@ -4,6 +4,8 @@ Works on its own with the web UI: `locust -f loadgen/locustfile.py --host URL`
 (default host: the local platform's router, http://127.0.0.1:18080). Options it adds:
 
   --load-profile FILE       YAML load profile (env GAMEDAY_LOAD_PROFILE)
+  --platform FILE           platform file: jurisdictions, API shape, entity ids, canaries
+                            (env GAMEDAY_PLATFORM_FILE; default: the reference platform)
   --golden FILE             golden scores for canaries (env GAMEDAY_GOLDEN)
   --timeline PATH           record every request to this Parquet file (env GAMEDAY_TIMELINE);
                             without it nothing is recorded
@@ -37,6 +39,8 @@ from locust.argument_parser import LocustArgumentParser
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
+from infra.errors import ConfigError
+from infra.platform import Platform, golden_scores, load_platform, parse_platform
 from loadgen.errors import LoadConfigError
 from loadgen.metrics import RequestCounts
 from loadgen.profile import Profile, load_golden, load_profile, parse_profile
@@ -50,6 +54,7 @@ log = logging.getLogger("gameday.loadgen")
 # Key under which the master passes the effective profile (golden scores inline) to its
 # workers: Locust copies the master's custom options to every worker when it spawns.
 PUSHED_PROFILE = "gameday_profile_json"
+PUSHED_PLATFORM = "gameday_platform_json"
 
 _counts = RequestCounts()
 _counting = False  # only when a metrics port (here or at the master) may serve them
@@ -70,6 +75,12 @@ def _add_arguments(parser: LocustArgumentParser) -> None:
         "--golden", default="", env_var="GAMEDAY_GOLDEN", help="golden scores (JSON) for canaries"
     )
     parser.add_argument(
+        "--platform",
+        default="",
+        env_var="GAMEDAY_PLATFORM_FILE",
+        help="platform file (default: the reference platform)",
+    )
+    parser.add_argument(
         "--timeline",
         default="",
         env_var="GAMEDAY_TIMELINE",
@@ -88,14 +99,37 @@ def _add_arguments(parser: LocustArgumentParser) -> None:
     parser.add_argument("--progress-file", default="", include_in_web_ui=False)
 
 
-def _profile_from_options(options: Any) -> Profile:
+def _platform_from_options(options: Any) -> tuple[Platform | None, dict[str, Any] | None]:
+    """The platform named by `--platform` and its document (for the workers), or None."""
+    path = getattr(options, "platform", "") or ""
+    if not path:
+        return None, None
+    import yaml
+
+    try:
+        platform = load_platform(Path(path))
+        doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except ConfigError as exc:
+        raise LoadConfigError(str(exc)) from exc
+    return platform, doc
+
+
+def _profile_from_options(options: Any, platform: Platform | None = None) -> Profile:
+    from dataclasses import replace
+
     path = getattr(options, "load_profile", "") or ""
     profile = load_profile(Path(path)) if path else parse_profile({}, source="defaults")
     golden = getattr(options, "golden", "") or ""
     if golden:
-        from dataclasses import replace
-
         profile = replace(profile, golden=golden, golden_scores=load_golden(Path(golden)))
+    elif platform is not None and not profile.golden_scores:
+        # The platform file's canaries, when neither the profile nor --golden has any.
+        try:
+            scores = golden_scores(platform, Path(options.platform))
+        except ConfigError as exc:
+            raise LoadConfigError(str(exc)) from exc
+        if scores:
+            profile = replace(profile, golden=options.platform, golden_scores=scores)
     return profile
 
 
@@ -197,14 +231,17 @@ def _on_init(environment: Environment, **_: Any) -> None:
     if options is None:  # used as a library: defaults, nothing recorded
         return
     try:
-        profile = _profile_from_options(options)
+        platform, platform_doc = _platform_from_options(options)
+        profile = _profile_from_options(options, platform)
+        configure(profile, platform)
     except LoadConfigError as exc:
         log.error("%s", exc)
         sys.exit(2)
-    configure(profile)
     runner = environment.runner
     if isinstance(runner, MasterRunner):
         setattr(options, PUSHED_PROFILE, json.dumps(profile.to_dict(with_golden_scores=True)))
+        if platform_doc is not None:
+            setattr(options, PUSHED_PLATFORM, json.dumps(platform_doc))
     else:
         # No listener at all when nothing needs the rows: plain Locust (a worker always
         # counts, as its master may serve metrics).
@@ -248,17 +285,29 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
         return
     try:
         if isinstance(environment.runner, WorkerRunner):
+            # A worker on another machine has no platform file: the master sends its own.
+            pushed_platform = getattr(options, PUSHED_PLATFORM, None)
+            platform = (
+                parse_platform(json.loads(pushed_platform), Path("platform from the master"))
+                if pushed_platform
+                else None
+            )
             pushed = getattr(options, PUSHED_PROFILE, None)
             if pushed:
-                configure(parse_profile(json.loads(pushed), source="profile from the master"))
+                configure(
+                    parse_profile(json.loads(pushed), source="profile from the master"), platform
+                )
             return
-        profile = _profile_from_options(options)
-    except LoadConfigError as exc:
+        platform, platform_doc = _platform_from_options(options)
+        profile = _profile_from_options(options, platform)
+        configure(profile, platform)
+    except (LoadConfigError, ConfigError) as exc:
         log.error("%s (keeping the previous profile)", exc)
         return
-    configure(profile)
     if isinstance(environment.runner, MasterRunner):
         setattr(options, PUSHED_PROFILE, json.dumps(profile.to_dict(with_golden_scores=True)))
+        if platform_doc is not None:
+            setattr(options, PUSHED_PLATFORM, json.dumps(platform_doc))
 
 
 def _report_to_master(data: dict[str, Any], **_: Any) -> None:

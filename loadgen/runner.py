@@ -66,6 +66,7 @@ class LoadSettings:
     host: str
     profile: Profile
     workers: int = 0
+    platform: Path | None = None
     metrics_port: int = 0
     metrics_host: str = "127.0.0.1"
     prometheus_sd_file: Path | None = None
@@ -252,6 +253,7 @@ def _commands(settings: LoadSettings, work: Path, timeline: Path) -> list[tuple[
         settings.host,
         "--load-profile",
         str(work / "profile.json"),
+        *(["--platform", str(settings.platform)] if settings.platform else []),
         "--exit-code-on-error",
         "0",
         "--stop-timeout",

@@ -110,9 +110,12 @@ def row_from_request(
 ) -> Row:
     """One timeline row from what Locust's `request` event carries. `context` holds what
     the user sent: `kind`, `residency`, and `client`/`seq` (writes) or `expected`
-    (canaries). The score is parsed only from 2xx answers to canaries.
-    (The hot path of the recorder: a few µs per request.)"""
+    (canaries), and `reader` (an `infra.shapes.AnswerReader`: where the platform's
+    answers hold score, region and digest; without it, the reference API's). The score
+    is parsed only from 2xx answers to canaries. (The hot path of the recorder: a few µs
+    per request.)"""
     kind: str = context["kind"]
+    reader = context.get("reader")
     ok = exception is None and 200 <= status < 300
     error: str | None = None
     score: float | None = None
@@ -121,18 +124,16 @@ def row_from_request(
     elif kind == "canary" and content:
         # Only canaries need their answer read: parsing every prediction's body would
         # cost the recorder more than everything else it does.
-        try:
-            value = json.loads(content)["score"]
-        except (ValueError, KeyError, TypeError):
-            value = None
-        if isinstance(value, float) or (isinstance(value, int) and not isinstance(value, bool)):
-            score = float(value)
+        score = reader.score_of(content) if reader is not None else _reference_score(content)
     expected: float | None = context.get("expected")
     correct: bool | None = None
     if expected is not None and ok:
         correct = score is not None and abs(score - expected) <= SCORE_TOLERANCE
     region = digest = None
-    if headers is not None:
+    if reader is not None:
+        region = reader.region(headers, content if reader.answer.region_field else None)
+        digest = reader.digest(headers)
+    elif headers is not None:
         region = _text(headers.get("X-Region"))
         digest = _text(headers.get("X-Model-Digest"))
     return (
@@ -151,6 +152,16 @@ def row_from_request(
         expected,
         correct,
     )
+
+
+def _reference_score(content: bytes) -> float | None:
+    try:
+        value = json.loads(content)["score"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    if isinstance(value, float) or (isinstance(value, int) and not isinstance(value, bool)):
+        return float(value)
+    return None
 
 
 def empty_table() -> pa.Table:
