@@ -14,6 +14,9 @@ Works on its own with the web UI: `locust -f loadgen/locustfile.py --host URL`
   --metrics-port P          serve Prometheus counters on P (master or single process; 0: off)
   --metrics-host ADDR       address for them (default 127.0.0.1)
   --progress-file PATH      JSON progress written every second (used by the runner)
+  --timeline-via-master     (worker) send the rows to the master instead of writing parts:
+                            for workers on other machines
+  --timeline-from-workers   (master) record the rows the workers send into --timeline
 
 Add `loadgen/shapefile.py` (`-f loadgen/locustfile.py,loadgen/shapefile.py`) to follow the
 profile's shape (step, soak) instead of Locust's user count and spawn rate.
@@ -59,6 +62,10 @@ PUSHED_PLATFORM = "gameday_platform_json"
 _counts = RequestCounts()
 _counting = False  # only when a metrics port (here or at the master) may serve them
 _recorder: Recorder | None = None
+# A worker on another machine ships its rows to the master (`--timeline-via-master`).
+ROWS_MESSAGE = "gameday_rows"
+_shipping: list[Any] = []
+_runner_for_shipping: Any = None
 _target: Path | None = None
 
 
@@ -97,6 +104,8 @@ def _add_arguments(parser: LocustArgumentParser) -> None:
     parser.add_argument("--metrics-port", type=int, default=0, include_in_web_ui=False)
     parser.add_argument("--metrics-host", default="127.0.0.1", include_in_web_ui=False)
     parser.add_argument("--progress-file", default="", include_in_web_ui=False)
+    parser.add_argument("--timeline-via-master", action="store_true", include_in_web_ui=False)
+    parser.add_argument("--timeline-from-workers", action="store_true", include_in_web_ui=False)
 
 
 def _platform_from_options(options: Any) -> tuple[Platform | None, dict[str, Any] | None]:
@@ -157,6 +166,33 @@ def _record(
         _counts.count(row[2], row[3], row[6] or "none", row[7], row[13] is False)
     if _recorder is not None:
         _recorder.add(row)
+    elif _runner_for_shipping is not None:
+        _shipping.append(row)
+
+
+def _ship(**_: Any) -> None:
+    """Send the rows gathered so far to the master (one message per batch)."""
+    global _shipping
+    if _runner_for_shipping is None or not _shipping:
+        return
+    rows, _shipping = _shipping, []
+    _runner_for_shipping.send_message(ROWS_MESSAGE, rows)
+
+
+def _ship_loop(seconds: float) -> None:
+    while True:
+        gevent.sleep(seconds)
+        try:
+            _ship()
+        except Exception as exc:  # the master gone: the run ends with it
+            log.warning("timeline: could not send rows to the master: %s", exc)
+
+
+def _rows_from_worker(environment: Environment, msg: Any, **_: Any) -> None:
+    del environment
+    if _recorder is not None:
+        for row in msg.data:
+            _recorder.add(tuple(row))
 
 
 def _flush(**_: Any) -> None:
@@ -226,7 +262,7 @@ def _progress_loop(environment: Environment, path: Path) -> None:
 
 
 def _on_init(environment: Environment, **_: Any) -> None:
-    global _counting
+    global _counting, _runner_for_shipping
     options = environment.parsed_options
     if options is None:  # used as a library: defaults, nothing recorded
         return
@@ -242,13 +278,22 @@ def _on_init(environment: Environment, **_: Any) -> None:
         setattr(options, PUSHED_PROFILE, json.dumps(profile.to_dict(with_golden_scores=True)))
         if platform_doc is not None:
             setattr(options, PUSHED_PLATFORM, json.dumps(platform_doc))
+        if options.timeline and options.timeline_from_workers:
+            _start_recorder(environment, options)
+            runner.register_message(ROWS_MESSAGE, _rows_from_worker)
     else:
         # No listener at all when nothing needs the rows: plain Locust (a worker always
         # counts, as its master may serve metrics).
         _counting = bool(options.metrics_port) or isinstance(runner, WorkerRunner)
-        if options.timeline or _counting:
+        via_master = isinstance(runner, WorkerRunner) and options.timeline_via_master
+        if options.timeline or _counting or via_master:
             _listen(environment.events.request, _record)
-        if options.timeline:
+        if via_master:
+            _runner_for_shipping = runner
+            gevent.spawn(_ship_loop, options.timeline_batch_seconds)
+            _listen(environment.events.test_stop, _ship)
+            _listen(environment.events.quitting, _ship)
+        elif options.timeline:
             _start_recorder(environment, options)
     if isinstance(runner, WorkerRunner):
         _listen(environment.events.report_to_master, _report_to_master)
