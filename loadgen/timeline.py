@@ -10,7 +10,7 @@ Schema (`SCHEMA`; the probes read these names and types):
 | ok | bool | HTTP outcome only: a 2xx answer |
 | status | int32 | HTTP status; 0 = connection error or timeout |
 | error | string | why it failed; null when ok |
-| residency | string | the X-Residency sent: us or eu |
+| residency | string | the jurisdiction the request named (platform file's jurisdictions) |
 | region | string | X-Region of the answer; null if absent |
 | model_digest | string | X-Model-Digest of the answer; null if absent |
 | score | float64 | `score` of a prediction's JSON answer; null if none |
@@ -89,7 +89,7 @@ Row = tuple[
 ]
 
 _SEGMENT_PREFIX = "seg-"
-_WARM_UP_ROW: Row = (0.0, 0.0, "predict", True, 200, "x", "us", "r", "d", 0.5, "c", 1, 0.5, True)
+_WARM_UP_ROW: Row = (0.0, 0.0, "predict", True, 200, "x", "j", "r", "d", 0.5, "c", 1, 0.5, True)
 
 
 def _text(value: Any) -> str | None:

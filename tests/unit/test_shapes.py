@@ -99,3 +99,29 @@ def test_region_from_a_header_or_a_field_and_none_without() -> None:
     assert field.region(None, b'{"meta": {}}') is None
     assert field.region(None, b"not json") is None
     assert field.digest({"X-Model-Digest": "abc"}) == "abc"
+
+
+def test_answers_that_do_not_name_their_region_give_residency_no_data() -> None:
+    import pandas as pd
+
+    from loadgen.timeline import row_from_request
+    from probes.residency import residency_table
+
+    platform = _platform(
+        {"shape": "oip-v2", "model": "m"}, {"region_header": None, "digest_header": None}
+    )
+    reader = AnswerReader.of(platform)
+    body = b'{"outputs": [{"name": "score", "data": [0.5]}]}'
+    row = row_from_request(
+        1.0,
+        5.0,
+        200,
+        None,
+        {"X-Region": "us-east"},  # present, but the platform does not say to read it
+        body,
+        {"kind": "canary", "residency": "us", "reader": reader, "expected": 0.5},
+    )
+    assert (row[7], row[8], row[9], row[13]) == (None, None, 0.5, True)
+    frame = pd.DataFrame([{"residency": row[6], "region": row[7]}])
+    (entry,) = residency_table(frame, platform.region_jurisdictions())
+    assert entry["status"] == "no-data"
