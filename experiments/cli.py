@@ -485,8 +485,8 @@ def discover(as_json: bool) -> None:
     "--plan",
     "plan_only",
     is_flag=True,
-    help="With --platform: print the blast radius, the guardrails and the expected steady "
-    "state, and exit without touching anything.",
+    help="Print the blast radius (on --platform, else the reference platform), the "
+    "guardrails and the expected steady state, and exit without touching anything.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @errors_to_exit_codes
@@ -520,9 +520,9 @@ def run(
         click.echo(f"[{time.monotonic() - started:6.1f}s] {message}", err=True)
 
     if plan_only:
-        if platform_file is None:
-            raise ConfigError("--plan needs --platform FILE (the platform to plan against)")
-        lines = plan_drill(experiment, platform_file)
+        from infra.local.describe import REFERENCE_PLATFORM
+
+        lines = plan_drill(experiment, platform_file or REFERENCE_PLATFORM)
         _emit({"plan": lines}, as_json, lambda d: click.echo("\n".join(d["plan"])))
         return
     if platform_file is not None:
