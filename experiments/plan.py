@@ -142,11 +142,12 @@ def blast_radius(experiment: dict[str, Any], platform: Platform, platform_file: 
         "gameday_platform": platform.driver,
         "gameday_platform_file": str(platform_file),
     }
+    where_load = "the world's edge" if platform.driver == "local" else "this machine"
     lines = [
         f"platform {platform.name!r} (driver {platform.driver}, file {platform_file})",
         "jurisdictions: "
         + "; ".join(f"{j}: {', '.join(s.regions)}" for j, s in platform.jurisdictions.items()),
-        f"load from this machine against {platform.traffic.base_url} "
+        f"load from {where_load} against {platform.traffic.base_url} "
         f"(API {platform.traffic.api.shape})",
         "actions:",
     ]
