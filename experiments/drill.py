@@ -145,6 +145,9 @@ def _watch_runner(fd: int, run_dir: Path, platform_file: Path | None = None) -> 
         while os.read(fd, 4096):
             pass
     world.close_faults()
+    from infra import actions
+
+    actions.close()
     _say("the runner is gone: no fault is applied any more; reverting and stopping")
     try:
         if platform_file is not None:

@@ -62,3 +62,27 @@ def test_gameday_discover_lists_every_action_and_probe() -> None:
     assert {("action", "infra.actions", name) for name in actions.__all__} <= found
     assert ("probe", "probes.rto", "client_rto") in found
     assert ("probe", "probes.steady_state", "measured") in found
+
+
+def test_a_driver_that_is_not_installed_is_named() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("infra.aws") is not None:  # pragma: no cover
+        pytest.skip("the aws driver is installed")
+    with pytest.raises(ConfigError, match="the aws driver is not installed"):
+        actions.kill_region("us-east-1", configuration={"gameday_platform": "aws"})
+
+
+def test_after_close_no_fault_is_applied_but_reverts_still_go_through() -> None:
+    import importlib.util
+
+    actions.close()
+    try:
+        with pytest.raises(ConfigError, match="kill-region refused: the process that owns"):
+            actions.kill_region("us-east", configuration={"gameday_platform": "kubernetes"})
+        if importlib.util.find_spec("infra.kubernetes") is None:
+            # A revert is not refused by the gate: it reaches the (missing) driver.
+            with pytest.raises(ConfigError, match="not installed"):
+                actions.revert_all(configuration={"gameday_platform": "kubernetes"})
+    finally:
+        actions._CLOSED.clear()
