@@ -79,3 +79,38 @@ def test_a_remote_worker_sends_its_rows_to_the_master(stub: str, tmp_path: Path)
     assert worker_done and worker_done[0].returncode in (0, 1), worker_done[0].stderr[-2000:]
     # The worker wrote no timeline of its own: every row went to the master.
     assert not list((tmp_path / "worker").rglob("*.parquet"))
+
+
+def test_the_load_follows_the_platform_file_oip_v2(stub: str, tmp_path: Path) -> None:  # noqa: F811
+    """Requests in the OIP v2 shape, canaries from the platform file, read back as said."""
+    import yaml
+
+    from infra.local.describe import REFERENCE_PLATFORM
+    from loadgen.profile import KindMix, Profile
+    from loadgen.runner import LoadSettings, run
+    from loadgen.stub import score_of
+
+    doc = yaml.safe_load(REFERENCE_PLATFORM.read_text())
+    doc.update(driver="none", allow={"hosts": ["127.0.0.1"]})
+    doc["traffic"].update(base_url=stub, api={"shape": "oip-v2", "model": "stub"})
+    doc["canaries"] = {
+        "entities": [
+            {"entity_id": e, "jurisdiction": e.split("-")[0], "score": score_of(e)}
+            for e in ("us-4", "eu-2")
+        ]
+    }
+    doc["prometheus"]["url"] = stub
+    platform = tmp_path / "platform.yaml"
+    platform.write_text(yaml.safe_dump(doc))
+    profile = Profile(
+        users=6,
+        duration_s=3.0,
+        mix={"predict": KindMix(3, 20.0), "write": KindMix(2, 10.0), "canary": KindMix(1, 10.0)},
+    )
+    result = run(LoadSettings(host=stub, profile=profile, platform=platform), tmp_path / "load")
+    table = read_timeline(result.timeline).to_pandas()
+    canaries = table[(table["kind"] == "canary") & table["ok"]]
+    assert len(canaries) > 0
+    assert canaries["correct"].all()  # the score was found in outputs[score].data[0]
+    assert set(table["residency"]) == {"us", "eu"}
+    assert table.loc[table["ok"], "region"].notna().all()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pyarrow as pa
@@ -247,3 +248,15 @@ def test_stub_answers_like_the_platform() -> None:
     assert app.answer(b"POST", b"/v1/events", {b"x-residency": b"eu"}, b"{}")[0] == 503
     body = b'{"client": "c", "seq": 1, "payload": {}}'
     assert app.answer(b"POST", b"/v1/events", {b"x-residency": b"eu"}, body)[:1] == (201,)
+
+
+def test_the_stub_answers_the_open_inference_protocol() -> None:
+    app = StubApp(wrong=frozenset({"us-3"}))
+    body = json.dumps(
+        {"inputs": [{"name": "entity_id", "shape": [1], "datatype": "BYTES", "data": ["us-3"]}]}
+    ).encode()
+    status, answer, headers = app.answer(
+        b"POST", b"/v2/models/stub/infer", {b"x-residency": b"us"}, body
+    )
+    assert status == 200 and headers["X-Region"] == "us-east"
+    assert answer["outputs"][0]["data"] == [score_of("us-3") + 0.25]
