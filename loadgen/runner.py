@@ -16,6 +16,7 @@ gracefully, so the timeline still gets its last batch, and then return a result 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -347,7 +348,8 @@ def run(
     """
     check_settings(settings)
     check_reachable(settings.host, settings.connect_timeout_s)
-    profile = settings.profile
+    profile = with_platform_canaries(settings.profile, settings.platform)
+    settings = dataclasses.replace(settings, profile=profile)
     out_dir.mkdir(parents=True, exist_ok=True)
     timeline = out_dir / "timeline.parquet"
     load_json = out_dir / "load.json"
@@ -424,6 +426,23 @@ def run(
         interrupted=interrupted,
         summary=summary,
     )
+
+
+def with_platform_canaries(profile: Profile, platform: Path | None) -> Profile:
+    """`profile` with the platform file's golden canaries when it has none of its own
+    (before the profile is written: a profile without golden scores has canaries off)."""
+    if platform is None or profile.golden_scores:
+        return profile
+    from infra.errors import ConfigError
+    from infra.platform import golden_scores, load_platform
+
+    try:
+        scores = golden_scores(load_platform(platform), platform)
+    except ConfigError as exc:
+        raise LoadConfigError(str(exc)) from exc
+    if not scores:
+        return profile
+    return dataclasses.replace(profile, golden=str(platform), golden_scores=scores)
 
 
 def run_worker(

@@ -127,7 +127,7 @@ def test_the_testbed_drilled_as_an_external_platform(
     assert all(r["status"] == "ok" for r in doc["rpo"])
     assert doc["inputs"]["write_stores"] == "platform.yaml writes.readback"
     canaries = _entry(doc["integrity"], check="wrong-answers", residency="us")
-    assert canaries["status"] == "ok"
+    assert canaries["status"] == "ok" and canaries["canaries_checked"] > 0  # from the file
     # Nothing was brought up or left behind by the drill: the testbed is still the one.
     assert world.read_info(home) is not None
 
@@ -155,4 +155,7 @@ def test_three_jurisdictions_report_residency_and_rto_for_each(home: Path, tmp_p
         residency = _entry(doc["residency"], residency=jurisdiction)
         assert residency["status"] == "ok" and residency["violations"] == 0, residency
     assert _entry(doc["rto"], kind="all", residency="us")["impact"] is True
+    for jurisdiction in ("us", "eu", "apac"):
+        wrong = _entry(doc["integrity"], check="wrong-answers", residency=jurisdiction)
+        assert wrong["canaries_checked"] > 0, wrong
     assert _entry(doc["rto"], kind="all", residency="apac")["impact"] is False
