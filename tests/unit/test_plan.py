@@ -131,3 +131,42 @@ def test_the_cli_plans_and_refuses_with_exit_2(tmp_path: Path) -> None:
     done = runner.invoke(main, ["run", str(experiment), "--platform", str(broken), "--plan"])
     assert done.exit_code == 2
     assert "broken.yaml: colour: unknown field" in done.output
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        pytest.param(
+            lambda d: d.update(colour="blue"), "platform.yaml: colour: unknown field", id="field"
+        ),
+        pytest.param(
+            lambda d: d["jurisdictions"]["us"]["regions"].append("us-north"),
+            "jurisdictions.us.regions: unknown region 'us-north'",
+            id="unknown-region",
+        ),
+        pytest.param(
+            lambda d: d["traffic"].update(api={"shape": "template", "path": "/score"}),
+            "traffic.api: shape template needs `score`",
+            id="answer-shape-without-score",
+        ),
+        pytest.param(
+            lambda d: d["traffic"].update(base_url="http://10.9.9.9:8080"),
+            "traffic.base_url: host of 'http://10.9.9.9:8080' is not in allow.hosts",
+            id="host-outside-allow-list",
+        ),
+    ],
+)
+def test_a_bad_platform_file_exits_2_naming_file_and_field(
+    tmp_path: Path, edit: Any, message: str
+) -> None:
+    path = _external(tmp_path)
+    doc = yaml.safe_load(path.read_text())
+    edit(doc)
+    path.write_text(yaml.safe_dump(doc))
+    experiment = tmp_path / "drill.yaml"
+    experiment.write_text(yaml.safe_dump(_experiment([PROCESS_KILL], [PROCESS_RESTORE])))
+    for extra in (["--plan"], []):
+        done = CliRunner().invoke(main, ["run", str(experiment), "--platform", str(path), *extra])
+        assert done.exit_code == 2, done.output
+        assert message in done.output
+    assert not list(tmp_path.rglob("events.jsonl"))  # nothing ran
