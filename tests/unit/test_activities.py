@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -115,3 +116,34 @@ def test_a_rollback_action_reverts_the_faults_of_its_target() -> None:
 )
 def test_no_record(activity: dict[str, Any], run: dict[str, Any] | None, phase: str) -> None:
     assert record_for(activity, run, phase, 1.0, REGIONS) is None
+
+
+def test_the_drill_control_appends_the_records_to_the_run(tmp_path: Path) -> None:
+    from experiments import controls
+    from infra.local.describe import REFERENCE_PLATFORM
+    from infra.types import read_event_log
+
+    configuration = {
+        "gameday_run_dir": str(tmp_path),
+        "gameday_platform_file": str(REFERENCE_PLATFORM),
+    }
+    controls.configure_control(configuration)
+    try:
+        activity = _process("fault kill-region us-east")
+        # Before the method (baseline): nothing is a fault yet.
+        controls.after_activity_control(activity, {"status": "succeeded"}, configuration)
+        assert not (tmp_path / "events.jsonl").exists()
+        controls._STATE["drill"].phase = "fault"  # what before_method_control ends with
+        controls.after_activity_control(activity, {"status": "succeeded"}, configuration)
+        controls.before_rollback_control({}, configuration)
+        controls.after_activity_control(
+            _process("fault restore-region us-east"), {"status": "succeeded"}, configuration
+        )
+        records = read_event_log(tmp_path / "events.jsonl").records
+        assert [(r.type, r.target) for r in records] == [
+            ("fault", "us-east"),
+            ("revert", "us-east"),
+        ]
+        assert records[1].details["fault_ids"] == [records[0].id]
+    finally:
+        controls._STATE.clear()
