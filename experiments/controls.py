@@ -374,9 +374,7 @@ def before_method_control(
     if name and not world_json.exists():
         # `gameday run` writes a full one; a plain `chaos run` gets at least the name the
         # scorecard's per-experiment gates are keyed by.
-        world_json.write_text(
-            json.dumps({"experiment": name, "platform": _platform(drill).name}) + "\n"
-        )
+        world_json.write_text(json.dumps({"experiment": name, "platform": "local"}) + "\n")
     _start_load(drill, configuration)
     watcher = threading.Thread(
         target=_watch, args=(drill, _prometheus(drill, configuration)), daemon=True
