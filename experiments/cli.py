@@ -19,6 +19,7 @@ import click
 from experiments.exits import (
     errors_to_exit_codes,
 )
+from infra.errors import ConfigError
 
 
 def _emit(data: Any, as_json: bool, human: Callable[[Any], None]) -> None:
@@ -472,6 +473,21 @@ def discover(as_json: bool) -> None:
     default=None,
     help="SQLite history (default: .gameday/history.sqlite).",
 )
+@click.option(
+    "--platform",
+    "platform_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Drill this platform (a platform file, docs/platforms.md): no world is brought up; "
+    "the load runs from this machine against its URLs.",
+)
+@click.option(
+    "--plan",
+    "plan_only",
+    is_flag=True,
+    help="Print the blast radius (on --platform, else the reference platform), the "
+    "guardrails and the expected steady state, and exit without touching anything.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @errors_to_exit_codes
 def run(
@@ -481,28 +497,56 @@ def run(
     reuse_testbed: bool,
     gates: Path | None,
     history: Path | None,
+    platform_file: Path | None,
+    plan_only: bool,
     as_json: bool,
 ) -> None:
     """Run a drill: world up, load, EXPERIMENT (name or file), measurement, scorecard.
 
-    Exit codes: 0 PASS, 1 FAIL, 2 bad input, 3 INCONCLUSIVE.
+    With --platform, drill that platform instead (no world). Exit codes: 0 PASS,
+    1 FAIL, 2 bad input (a target outside the allow-list included), 3 INCONCLUSIVE.
     """
-    from experiments.runner import describe, run_drill, verdict_exit_code
+    from experiments.runner import (
+        describe,
+        plan_drill,
+        run_drill,
+        run_platform_drill,
+        verdict_exit_code,
+    )
 
     started = time.monotonic()
 
     def say(message: str) -> None:
         click.echo(f"[{time.monotonic() - started:6.1f}s] {message}", err=True)
 
-    result = run_drill(
-        experiment,
-        repeat=repeat,
-        out=out,
-        reuse=reuse_testbed,
-        gates_path=gates,
-        history=history,
-        say=say,
-    )
+    if plan_only:
+        from infra.local.describe import REFERENCE_PLATFORM
+
+        lines = plan_drill(experiment, platform_file or REFERENCE_PLATFORM)
+        _emit({"plan": lines}, as_json, lambda d: click.echo("\n".join(d["plan"])))
+        return
+    if platform_file is not None:
+        if reuse_testbed:
+            raise ConfigError("--reuse-testbed and --platform exclude each other")
+        result = run_platform_drill(
+            experiment,
+            platform_file,
+            repeat=repeat,
+            out=out,
+            gates_path=gates,
+            history=history,
+            say=say,
+        )
+    else:
+        result = run_drill(
+            experiment,
+            repeat=repeat,
+            out=out,
+            reuse=reuse_testbed,
+            gates_path=gates,
+            history=history,
+            say=say,
+        )
     data = describe(result)
 
     def human(d: dict[str, Any]) -> None:

@@ -18,9 +18,11 @@ import click
 
 from experiments.exits import errors_to_exit_codes
 from infra.errors import ConfigError, GamedayError
+from infra.local.describe import REFERENCE_PLATFORM
+from infra.platform import load_platform
 from loadgen.errors import LoadConfigError, LoadRunError
 from loadgen.profile import KINDS, SHAPES, Profile, load_golden, load_profile, parse_assignment
-from loadgen.runner import LoadResult, LoadSettings, Progress, run
+from loadgen.runner import LoadResult, LoadSettings, Progress, run, run_worker
 
 __all__ = ["load"]
 
@@ -118,7 +120,20 @@ def _print_summary(result: LoadResult) -> None:
 
 
 @click.command("load")
-@click.option("--host", required=True, help="Base URL of the platform (e.g. the router_url).")
+@click.option(
+    "--host",
+    default=None,
+    help="Base URL of the platform (e.g. the router_url; default: the platform file's).",
+)
+@click.option(
+    "--platform",
+    "platform_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="GAMEDAY_PLATFORM_FILE",
+    default=None,
+    help="Platform file: jurisdictions, API shape, entity ids, canaries "
+    "(default: the reference platform) [env GAMEDAY_PLATFORM_FILE].",
+)
 @click.option(
     "--users", type=int, default=None, help="Simulated users (or `users:` in the profile)."
 )
@@ -131,8 +146,8 @@ def _print_summary(result: LoadResult) -> None:
 @click.option(
     "--out",
     type=click.Path(path_type=Path, file_okay=False),
-    required=True,
-    help="Load directory: timeline.parquet and load.json go here.",
+    default=None,
+    help="Load directory: timeline.parquet and load.json go here (required but with --worker).",
 )
 @click.option(
     "--workers",
@@ -184,10 +199,32 @@ def _print_summary(result: LoadResult) -> None:
     default=None,
     help="Write a Prometheus file_sd target for the metrics port here during the run.",
 )
+@click.option(
+    "--master",
+    "as_master",
+    is_flag=True,
+    help="Locust master for --workers N workers on other machines (`gameday load --worker`); "
+    "they send their rows here and the timeline is written here.",
+)
+@click.option(
+    "--master-bind-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="With --master: the address workers connect to (e.g. 0.0.0.0 for other machines).",
+)
+@click.option("--master-port", type=int, default=5557, show_default=True, help="The master's port.")
+@click.option(
+    "--worker",
+    "as_worker",
+    is_flag=True,
+    help="A Locust worker of the master at --master-host: sends the load and its rows there.",
+)
+@click.option("--master-host", default=None, help="With --worker: the master's address.")
 @click.option("--json", "as_json", is_flag=True, help="Print load.json instead of the summary.")
 @_exit_codes
 def load(
-    host: str,
+    host: str | None,
+    platform_file: Path | None,
     users: int | None,
     duration: float | None,
     out: Path,
@@ -200,17 +237,64 @@ def load(
     golden: Path | None,
     metrics_port: int,
     prometheus_sd_file: Path | None,
+    as_master: bool,
+    master_bind_host: str,
+    master_port: int,
+    as_worker: bool,
+    master_host: str | None,
     as_json: bool,
 ) -> None:
-    """Send inference load to HOST and record every request (timeline.parquet, load.json)."""
+    """Send inference load to HOST and record every request (timeline.parquet, load.json).
+
+    Across machines: `--master --workers N` here, `--worker --master-host H` on each of
+    the N other machines (same --host/--platform); the timeline is written by the master.
+    """
+    if as_worker and as_master:
+        raise ConfigError("--master and --worker exclude each other")
+    if as_worker and not master_host:
+        raise ConfigError("--worker needs --master-host (the machine running --master)")
+    if as_master and workers < 1:
+        raise ConfigError("--master needs --workers N (the workers to wait for)")
+    if out is None and not as_worker:
+        raise ConfigError("--out is required (the load directory)")
+    if as_worker:
+        # The master decides users and duration; a worker only needs a runnable profile.
+        users = users or 1
+        duration = duration or 3600.0
     profile = _profile(profile_file, users, duration, spawn_rate, shape, weights, rates, golden)
+    platform = load_platform(platform_file) if platform_file else load_platform(REFERENCE_PLATFORM)
+    try:
+        profile.shares(list(platform.jurisdictions))
+    except LoadConfigError as exc:
+        raise ConfigError(str(exc)) from exc
+    if host is None:
+        if platform_file is None:
+            raise ConfigError("--host is required without --platform")
+        host = platform.traffic.base_url
     settings = LoadSettings(
         host=host.rstrip("/"),
         profile=profile,
         workers=workers,
+        platform=platform_file.resolve() if platform_file else None,
+        remote_workers=as_master,
+        master_bind_host=master_bind_host,
+        master_port=master_port,
         metrics_port=metrics_port,
         prometheus_sd_file=prometheus_sd_file,
     )
+
+    if as_worker:
+        assert master_host is not None
+        click.echo(f"load: worker of {master_host}:{master_port} against {settings.host}", err=True)
+        code = run_worker(
+            settings,
+            master_host,
+            master_port,
+            (out or Path(".gameday") / "worker").resolve(),
+            timeout_s=(profile.duration_s or 3600.0) + 120.0,
+        )
+        sys.exit(code)
+    assert out is not None
 
     def progress(p: Progress) -> None:
         click.echo(
@@ -226,7 +310,9 @@ def load(
             f"({processes}, shape {profile.shape})",
             err=True,
         )
-        if profile.mix["canary"].weight and not profile.golden_scores:
+        if profile.mix["canary"].weight and not (
+            profile.golden_scores or platform.canaries.entities or platform.canaries.file
+        ):
             click.echo("load: no golden scores (--golden): canaries are off", err=True)
     result = run(settings, out, progress=None if as_json else progress)
     if as_json:

@@ -19,8 +19,18 @@ Declared in every catalog experiment::
 Guardrails (stop conditions): when the error ratio of a jurisdiction the drill must not
 touch passes `guard_error_ratio`, or the drill runs past `time_limit_seconds`, the
 control writes `guardrail.json` and interrupts the experiment; Chaos Toolkit then runs
-the rollbacks. The controls run inside the local world (`gameday run` does that, or
-`gameday testbed exec -- chaos run FILE`).
+the rollbacks.
+
+Everything about the platform comes from its platform file (configuration
+`gameday_platform_file`, else `$GAMEDAY_PLATFORM_FILE`, else the run directory's
+`platform.yaml`, else the reference platform's): the URLs, the jurisdictions, the
+router counters the live view reads. With a `local` driver the controls run inside the
+local world (`gameday run` does that, or `gameday testbed exec -- chaos run FILE`) and
+the load runs in its edge namespace; with any other driver the load runs from this
+machine against the platform's URLs.
+
+Any Chaos Toolkit action of the method that is not one of gameday's own is recorded as
+a fault, and every action of the rollbacks as a revert (`experiments.activities`).
 """
 
 from __future__ import annotations
@@ -37,13 +47,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra.types import read_event_log
+from experiments.activities import record_for
+from infra.local.describe import REFERENCE_PLATFORM
+from infra.platform import Platform, load_platform
+from infra.types import FaultRecord, append_event, read_event_log
 from probes.prometheus import PromClient, PrometheusUnavailable
 
 __all__ = [
+    "after_activity_control",
     "after_experiment_control",
     "after_method_control",
     "before_method_control",
+    "before_rollback_control",
     "configure_control",
 ]
 
@@ -62,6 +77,9 @@ class _Drill:
     phase: str = "baseline"
     breach: dict[str, Any] | None = None
     measured: bool = False
+    platform_file: Path = REFERENCE_PLATFORM
+    platform: Platform | None = None
+    recorded: list[FaultRecord] = field(default_factory=list)
 
 
 _STATE: dict[str, _Drill] = {}
@@ -87,12 +105,33 @@ def _run_dir(configuration: dict[str, Any] | None) -> Path:
     return path
 
 
-def _prometheus(configuration: dict[str, Any] | None) -> str:
-    return str((configuration or {}).get("gameday_prometheus_url") or "http://10.200.0.2:9090")
+def _platform_file(configuration: dict[str, Any] | None, run_dir: Path) -> Path:
+    """The platform file the drill follows (see the module docstring)."""
+    named = (configuration or {}).get("gameday_platform_file") or os.environ.get(
+        "GAMEDAY_PLATFORM_FILE"
+    )
+    if named:
+        return Path(str(named)).resolve()
+    own = run_dir / "platform.yaml"
+    return own if own.exists() else REFERENCE_PLATFORM
 
 
-def _router(configuration: dict[str, Any] | None) -> str:
-    return str((configuration or {}).get("gameday_router_url") or "http://10.200.0.2:8080")
+def _platform(drill: _Drill) -> Platform:
+    if drill.platform is None:
+        drill.platform = load_platform(drill.platform_file)
+    return drill.platform
+
+
+def _prometheus(drill: _Drill, configuration: dict[str, Any] | None) -> str | None:
+    named = (configuration or {}).get("gameday_prometheus_url")
+    if named:
+        return str(named)
+    platform = _platform(drill)
+    return platform.prometheus.url if platform.prometheus else None
+
+
+def _router(drill: _Drill, configuration: dict[str, Any] | None) -> str:
+    return str((configuration or {}).get("gameday_router_url") or _platform(drill).traffic.base_url)
 
 
 def configure_control(
@@ -113,8 +152,10 @@ def configure_control(
     baseline_seconds = float(os.environ.get("GAMEDAY_BASELINE_SECONDS", baseline_seconds))
     observe_seconds = float(os.environ.get("GAMEDAY_OBSERVE_SECONDS", observe_seconds))
     _STATE.clear()
+    run_dir = _run_dir(configuration)
     _STATE["drill"] = _Drill(
-        run_dir=_run_dir(configuration),
+        run_dir=run_dir,
+        platform_file=_platform_file(configuration, run_dir),
         settings={
             "users": int(users),
             "baseline_seconds": float(baseline_seconds),
@@ -135,29 +176,37 @@ def _drill(configuration: dict[str, Any] | None) -> _Drill:
 
 
 # ------------------------------------------------------------------------ Prometheus
-def _router_view(prometheus: PromClient) -> dict[str, dict[str, Any]]:
-    """Per jurisdiction: success ratio and serving regions over the last 3 s."""
+def _router_view(prometheus: PromClient, platform: Platform) -> dict[str, dict[str, Any]]:
+    """Per jurisdiction: success ratio and serving regions over the last 3 s (from the
+    router counters the platform file names; serving regions only for HAProxy's)."""
     view: dict[str, dict[str, Any]] = {}
     now = time.time()
+    assert platform.prometheus is not None
+    counters = platform.prometheus.router
+    label, prefix = counters.group_label, counters.group_prefix
     responses = prometheus.query(
-        "sum by (proxy, code) (increase("
-        'haproxy_backend_http_responses_total{proxy=~"jur_.+"}[3s]))',
+        f'sum by ({label}, code) (increase({counters.metric}{{{label}=~"{prefix}.+"}}[3s]))',
         now,
     )
     for row in responses:
-        jurisdiction = row["metric"]["proxy"].removeprefix("jur_")
+        jurisdiction = row["metric"].get(label, "").removeprefix(prefix)
         entry = view.setdefault(jurisdiction, {"ok": 0.0, "all": 0.0, "serving": []})
         count = float(row["value"][1])
         entry["all"] += count
-        if row["metric"].get("code") != "5xx":
+        if row["metric"].get("code") == counters.success_code:
             entry["ok"] += count
-    serving = prometheus.query(
-        "sum by (proxy, server) (increase("
-        'haproxy_server_http_responses_total{proxy=~"jur_.+", code="2xx"}[3s])) > 0',
-        now,
+    servers = counters.metric.replace("_backend_", "_server_")
+    serving = (
+        prometheus.query(
+            f"sum by ({label}, server) (increase("
+            f'{servers}{{{label}=~"{prefix}.+", code="{counters.success_code}"}}[3s])) > 0',
+            now,
+        )
+        if servers != counters.metric
+        else []
     )
     for row in serving:
-        jurisdiction = row["metric"]["proxy"].removeprefix("jur_")
+        jurisdiction = row["metric"].get(label, "").removeprefix(prefix)
         view.setdefault(jurisdiction, {"ok": 0.0, "all": 0.0, "serving": []})
         view[jurisdiction]["serving"].append(row["metric"]["server"])
     for entry in view.values():
@@ -178,22 +227,26 @@ def _last_fault_at(run_dir: Path) -> float | None:
     return max(times) if times else None
 
 
-def _watch(drill: _Drill, prometheus: str) -> None:
+def _watch(drill: _Drill, prometheus: str | None) -> None:
     """Live progress and guardrails, once a second until told to stop."""
     limit = drill.settings["time_limit_seconds"]
     guarded = drill.settings["guard_jurisdictions"]
     ratio_floor = 1.0 - drill.settings["guard_error_ratio"]
     last_print = 0.0
     # The probe module's client: one try, a timeout, nothing recorded (polled each second).
-    client = PromClient(prometheus, timeout=2.0, record=False)
-    with contextlib.closing(client):
+    # Without a Prometheus only the time limit is watched.
+    client = PromClient(prometheus, timeout=2.0, record=False) if prometheus else None
+    platform = _platform(drill)
+    with contextlib.closing(client) if client else contextlib.nullcontext():
         while not drill.stop.wait(POLL_SECONDS):
             now = time.time()
             if now - drill.started > limit and drill.breach is None:
                 _breach(drill, "time-limit", f"the drill passed its time limit of {limit:.0f} s")
                 return
+            if client is None:
+                continue
             try:
-                view = _router_view(client)
+                view = _router_view(client, platform)
             except PrometheusUnavailable:
                 continue
             fault_at = _last_fault_at(drill.run_dir)
@@ -229,44 +282,49 @@ def _breach(drill: _Drill, kind: str, message: str) -> None:
 
 # ------------------------------------------------------------------------ load
 def _start_load(drill: _Drill, configuration: dict[str, Any] | None) -> None:
-    from infra.local import world
-
     settings = drill.settings
-    base = (configuration or {}).get("gameday_home")
-    home = Path(str(base)) if base else world.home()
-    golden = home / "world" / "registry" / "golden.json"
-    sd_dir = home / "world" / "nodes" / "edge" / "loadgen-targets"
+    platform = _platform(drill)
     ramp = max(1, settings["users"] // 4)
+    profile_doc: dict[str, Any] = {
+        "version": 1,
+        "shape": "step",
+        "users": settings["users"],
+        "step": {"users": ramp, "seconds": 1},
+        "mix": {
+            # Enough of each kind per jurisdiction that every 1 s window holds
+            # the probes' min_requests (predict ~40/s, write ~20/s, canary
+            # ~15/s per jurisdiction at 24 users).
+            "predict": {"weight": 8, "rate": 10},
+            "write": {"weight": 4, "rate": 10},
+            "canary": {"weight": 3, "rate": 10},
+        },
+        "timeout_s": 2,
+    }
+    prefix: list[str] = []
+    sd_dir: Path | None = None
+    if platform.driver == "local":
+        from infra.local import world
+
+        base = (configuration or {}).get("gameday_home")
+        home = Path(str(base)) if base else world.home()
+        golden = home / "world" / "registry" / "golden.json"
+        if not (platform.canaries.file or platform.canaries.entities):
+            profile_doc["golden"] = str(golden)
+        sd_dir = home / "world" / "nodes" / "edge" / "loadgen-targets"
+        prefix = world.node_prefix("edge", Path(str(base)) if base else None)
     profile = drill.run_dir / "load-profile.yaml"
-    profile.write_text(
-        json.dumps(
-            {
-                "version": 1,
-                "shape": "step",
-                "users": settings["users"],
-                "step": {"users": ramp, "seconds": 1},
-                "mix": {
-                    # Enough of each kind per jurisdiction that every 1 s window holds
-                    # the probes' min_requests (predict ~40/s, write ~20/s, canary
-                    # ~15/s per jurisdiction at 24 users).
-                    "predict": {"weight": 8, "rate": 10},
-                    "write": {"weight": 4, "rate": 10},
-                    "canary": {"weight": 3, "rate": 10},
-                },
-                "golden": str(golden),
-                "timeout_s": 2,
-            }
-        )
-    )
+    profile.write_text(json.dumps(profile_doc))
     duration = settings["time_limit_seconds"]
     argv = [
-        *world.node_prefix("edge", Path(str(base)) if base else None),
+        *prefix,
         sys.executable,
         "-m",
         "experiments.cli",
         "load",
         "--host",
-        _router(configuration),
+        _router(drill, configuration),
+        "--platform",
+        str(drill.platform_file),
         "--duration",
         str(int(duration)),
         "--out",
@@ -276,7 +334,7 @@ def _start_load(drill: _Drill, configuration: dict[str, Any] | None) -> None:
         "--metrics-port",
         str(LOAD_METRICS_PORT),
     ]
-    if sd_dir.is_dir():
+    if sd_dir is not None and sd_dir.is_dir():
         argv += ["--prometheus-sd-file", str(sd_dir / "drill.json")]
     log = (drill.run_dir / "loadgen.log").open("ab")
     drill.load = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
@@ -325,7 +383,9 @@ def before_method_control(
         doc = {"experiment": name, "platform": "local", "model": deployed_model(registry)}
         world_json.write_text(json.dumps(doc) + "\n")
     _start_load(drill, configuration)
-    watcher = threading.Thread(target=_watch, args=(drill, _prometheus(configuration)), daemon=True)
+    watcher = threading.Thread(
+        target=_watch, args=(drill, _prometheus(drill, configuration)), daemon=True
+    )
     watcher.start()
     drill.threads.append(watcher)
     baseline = drill.settings["baseline_seconds"]
@@ -341,9 +401,16 @@ def before_method_control(
 
 
 def _measure(drill: _Drill, configuration: dict[str, Any] | None) -> None:
-    from infra.local import world
     from probes.measure import Options, measure_run
     from probes.models import write_measurements
+
+    if _platform(drill).driver != "local":
+        # No world: the run directory's world.json and platform.yaml say everything.
+        doc = measure_run(drill.run_dir, Options(prometheus_url=_prometheus(drill, configuration)))
+        write_measurements(drill.run_dir, doc)
+        drill.measured = True
+        return
+    from infra.local import world
     from probes.rpo import stores_from_world
 
     base = (configuration or {}).get("gameday_home")
@@ -356,7 +423,10 @@ def _measure(drill: _Drill, configuration: dict[str, Any] | None) -> None:
     stores = stores_from_world(info, jurisdictions)
     doc = measure_run(
         drill.run_dir,
-        Options(prometheus_url=_prometheus(configuration), topology_path=Path(info["topology"])),
+        Options(
+            prometheus_url=_prometheus(drill, configuration),
+            topology_path=Path(info["topology"]),
+        ),
         write_stores=stores,
     )
     write_measurements(drill.run_dir, doc)
@@ -383,6 +453,36 @@ def after_method_control(
         _measure(drill, configuration)
     except Exception as exc:  # measured again by the runner; say why here
         _say(f"measurement failed: {exc}")
+
+
+def before_rollback_control(
+    context: dict[str, Any], configuration: dict[str, Any] | None = None, **_: Any
+) -> None:
+    """From here on, an action that is not gameday's own is recorded as a revert."""
+    del context
+    _drill(configuration).phase = "rollback"
+
+
+def after_activity_control(
+    context: dict[str, Any],
+    state: dict[str, Any] | None = None,
+    configuration: dict[str, Any] | None = None,
+    **_: Any,
+) -> None:
+    """Record an action of the method as a fault and one of the rollbacks as a revert
+    (`experiments.activities`), unless it is one of gameday's own (they record
+    themselves)."""
+    drill = _drill(configuration)
+    phase = {"fault": "method", "rollback": "rollback"}.get(drill.phase, "")
+    record = record_for(
+        context, state, phase, time.time(), _platform(drill).regions, drill.recorded
+    )
+    if record is None:
+        return
+    append_event(drill.run_dir / "events.jsonl", record)
+    drill.recorded.append(record)
+    what = "fault" if record.type == "fault" else "revert"
+    _say(f"recorded the activity {record.fault!r} as a {what} on {record.target or '(no target)'}")
 
 
 def after_experiment_control(

@@ -9,6 +9,12 @@
 4. score the runs against the gates (scorecard files, history);
 5. remove the world it brought up, on every exit path.
 
+With `--platform FILE` (`run_platform_drill`) there is no world: the drill runs on this
+machine against the platform file's URLs, faults come from the experiment's own
+activities or the platform's driver, and every target is checked against the platform
+file's allow-list before the first action. `plan_drill` prints the blast radius and
+touches nothing.
+
 Signals: SIGINT and SIGTERM are passed to the drill inside the world, which rolls back;
 the runner waits for it (a second Ctrl-C does not skip that), then removes the world.
 A signal that cannot be caught (SIGKILL: a CI job cancelled after its grace period, the
@@ -112,6 +118,18 @@ def _world_json(run_dir: Path, experiment: str, base: Path | None, reused: bool)
         # evidence to share, so it stays out.
     }
     (run_dir / "world.json").write_text(json.dumps(doc, indent=2) + "\n")
+    # The reference platform described like any other: every layer reads this file.
+    from infra.local.describe import platform_document, write_platform
+
+    model = doc["model"]
+    write_platform(
+        run_dir / "platform.yaml",
+        platform_document(
+            topology,
+            golden=info.directory / "registry" / "golden.json",
+            digest=model.get("digest") if isinstance(model, dict) else None,
+        ),
+    )
 
 
 @contextlib.contextmanager
@@ -154,25 +172,33 @@ def _shielded() -> Iterator[None]:
             signal.signal(sig, old)
 
 
-def _run_inside(experiment: Path, run_dir: Path, base: Path | None, say: Say) -> bool:
-    """Run one drill in the world; True when it was interrupted."""
+def _run_inside(
+    experiment: Path,
+    run_dir: Path,
+    base: Path | None,
+    say: Say,
+    platform_file: Path | None = None,
+) -> bool:
+    """Run one drill in the world (or, with `platform_file`, on this machine); True when
+    it was interrupted."""
     # The drill's lifeline: nsenter and env pass the read end on; the write end never
     # leaves this process (os.pipe is non-inheritable), so EOF means we are gone.
     reader, lifeline = os.pipe()
-    argv = world.exec_argv(
-        [
-            sys.executable,
-            "-m",
-            "experiments.drill",
-            "--experiment",
-            str(experiment),
-            "--run-dir",
-            str(run_dir),
-            "--lifeline",
-            str(reader),
-        ],
-        base=base,
-    )
+    drill = [
+        sys.executable,
+        "-m",
+        "experiments.drill",
+        "--experiment",
+        str(experiment),
+        "--run-dir",
+        str(run_dir),
+        "--lifeline",
+        str(reader),
+    ]
+    if platform_file is not None:
+        argv = [*drill, "--platform", str(platform_file)]
+    else:
+        argv = world.exec_argv(drill, base=base)
     try:
         # Its own process group: a terminal's Ctrl-C reaches only us, and we decide.
         with _shielded():
@@ -196,13 +222,13 @@ def _run_inside(experiment: Path, run_dir: Path, base: Path | None, say: Say) ->
     return bool(received)
 
 
-def _measure_if_missing(run_dir: Path, base: Path | None, say: Say) -> None:
+def _measure_if_missing(run_dir: Path, base: Path | None, say: Say, in_world: bool = True) -> None:
     if (run_dir / "measurements.json").exists() or not (run_dir / "timeline.parquet").exists():
         return
     say("measuring (the drill did not)")
-    argv = world.exec_argv(
-        [sys.executable, "-m", "experiments.cli", "measure", str(run_dir)], base=base
-    )
+    argv = [sys.executable, "-m", "experiments.cli", "measure", str(run_dir)]
+    if in_world:
+        argv = world.exec_argv(argv, base=base)
     subprocess.run(argv, stdin=subprocess.DEVNULL, check=False)
 
 
@@ -285,6 +311,119 @@ def run_drill(
             world.down(info=info)
             phases["world down"] = time.monotonic() - t0
             say("local platform removed")
+    t0 = time.monotonic()
+    ready = [d for d in run_dirs if (d / "timeline.parquet").exists()]
+    if not ready:
+        raise GamedayError(f"no run produced a timeline; see {out_dir}")
+    outcome = score(
+        ready, gates, clock=clock, history=history or base / "history.sqlite", progress=say
+    )
+    phases["scoring"] = time.monotonic() - t0
+    deciding = outcome.drills[0] if outcome.drills else outcome.runs[-1]
+    return DrillResult(
+        name,
+        run_dirs,
+        outcome.verdict.value,
+        deciding.out_dir / "scorecard.md",
+        phases,
+        interrupted,
+    )
+
+
+def _platform_world_json(
+    run_dir: Path, experiment: str, described: Any, platform_file: Path
+) -> None:
+    """`world.json` of a drill on an existing platform: what the platform file says."""
+    import shutil
+
+    doc = {
+        "experiment": experiment,
+        "platform": described.name,
+        "driver": described.driver,
+        "platform_file": str(platform_file),
+        "regions": [
+            {"name": name, "provider": spec.provider, "jurisdiction": spec.jurisdiction}
+            for name, spec in described.regions.items()
+        ],
+        "urls": {
+            "router_url": described.traffic.base_url,
+            "prometheus_url": described.prometheus.url if described.prometheus else None,
+        },
+        # The expected digest only from what the platform declares deploying (issue 9).
+        "model": {
+            "digest": described.model.digest if described.model else None,
+            "source": f"{platform_file} model.digest",
+        },
+        "git_sha": _git_sha(),
+        "versions": {"python": platform.python_version()},
+    }
+    (run_dir / "world.json").write_text(json.dumps(doc, indent=2) + "\n")
+    shutil.copyfile(platform_file, run_dir / "platform.yaml")
+
+
+def plan_drill(target: str, platform_file: Path) -> list[str]:
+    """The blast radius of drilling `platform_file` with `target`; touches nothing.
+
+    Raises ConfigError for a bad experiment, a bad platform file or a target the
+    allow-list refuses.
+    """
+    from experiments import catalog
+    from experiments.plan import blast_radius
+    from infra.platform import load_platform
+
+    path = catalog.resolve(target)
+    experiment = catalog.load(path)
+    platform = load_platform(platform_file)
+    return [
+        f"experiment {catalog.name_of(path)} ({path})",
+        *blast_radius(experiment, platform, platform_file.resolve()),
+    ]
+
+
+def run_platform_drill(
+    target: str,
+    platform_file: Path,
+    repeat: int = 1,
+    out: Path | None = None,
+    gates_path: Path | None = None,
+    history: Path | None = None,
+    say: Say = lambda _m: None,
+    clock: Callable[[], float] = time.time,
+) -> DrillResult:
+    """Drill an existing platform: no world; every target checked before the first action."""
+    from experiments import catalog
+    from experiments.plan import check_allowed
+    from infra.platform import load_platform
+    from scorecards.gates import load_gates
+    from scorecards.scoring import score
+
+    if repeat < 1:
+        raise ConfigError(f"--repeat {repeat} must be at least 1")
+    platform_file = platform_file.resolve()
+    platform = load_platform(platform_file)
+    path = catalog.resolve(target)
+    experiment = catalog.load(path)
+    check_allowed(experiment, platform, platform_file)
+    name = catalog.name_of(path)
+    gates = load_gates(gates_path or catalog.CATALOG / "gates.yaml")
+    base = world.home()
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(clock()))
+    out_dir = (out or base / "runs" / f"{stamp}-{name}").resolve()
+    phases: dict[str, float] = {}
+    run_dirs: list[Path] = []
+    interrupted = False
+    for index in range(repeat):
+        run_dir = out_dir if repeat == 1 else out_dir / f"run-{index + 1:02d}"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        run_dirs.append(run_dir)
+        _platform_world_json(run_dir, name, platform, platform_file)
+        say(f"drill {index + 1}/{repeat}: {name} on {platform.name} -> {run_dir}")
+        t0 = time.monotonic()
+        interrupted = _run_inside(path, run_dir, None, say, platform_file=run_dir / "platform.yaml")
+        _measure_if_missing(run_dir, None, say, in_world=False)
+        phases[f"drill {index + 1}"] = time.monotonic() - t0
+        if interrupted:
+            break
     t0 = time.monotonic()
     ready = [d for d in run_dirs if (d / "timeline.parquet").exists()]
     if not ready:

@@ -15,7 +15,9 @@ target is refused: there is no "every region".
 
 from __future__ import annotations
 
+import importlib
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,9 @@ __all__ = [
 ]
 
 PLATFORMS = ("local", "kubernetes", "aws")
+# Set when the drill's owner is gone (its lifeline): no fault is applied after that.
+_CLOSED = threading.Event()
+_APPLYING = ("kill-region", "partition", "corrupt-replica", "degrade-link")
 
 
 def _target(name: str, what: str = "region") -> str:
@@ -53,6 +58,12 @@ def _names(value: str, what: str) -> list[str]:
     return names
 
 
+def close() -> None:
+    """Refuse every later fault of this process (reverts still run): the drill's owner
+    is gone. For the local platform `world.close_faults` does the same."""
+    _CLOSED.set()
+
+
 def _apply(op: str, args: dict[str, Any], configuration: dict[str, Any] | None) -> dict[str, Any]:
     config = configuration or {}
     platform = config.get("gameday_platform", "local")
@@ -61,14 +72,16 @@ def _apply(op: str, args: dict[str, Any], configuration: dict[str, Any] | None) 
             f"configuration gameday_platform {platform!r} is not supported "
             f"(available: {', '.join(PLATFORMS)})"
         )
-    if platform == "kubernetes":
-        from infra.kubernetes import driver as kubernetes
-
-        return kubernetes.apply(op, args, config, None)
-    if platform == "aws":
-        from infra.aws import driver as aws
-
-        return aws.apply(op, args, config)
+    if op in _APPLYING and _CLOSED.is_set():
+        raise ConfigError(f"{op} refused: the process that owns this drill is gone")
+    if platform != "local":
+        # The Kubernetes and AWS drivers (seam: infra.<driver>.driver.apply), lazily.
+        try:
+            driver = importlib.import_module(f"infra.{platform}.driver")
+        except ModuleNotFoundError as exc:
+            raise ConfigError(f"the {platform} driver is not installed ({exc})") from exc
+        record: dict[str, Any] = driver.apply(op, args, config, None)
+        return record
     from infra.local import world
 
     events = config.get("gameday_events") or os.environ.get("GAMEDAY_EVENTS")

@@ -4,6 +4,8 @@ Works on its own with the web UI: `locust -f loadgen/locustfile.py --host URL`
 (default host: the local platform's router, http://127.0.0.1:18080). Options it adds:
 
   --load-profile FILE       YAML load profile (env GAMEDAY_LOAD_PROFILE)
+  --platform FILE           platform file: jurisdictions, API shape, entity ids, canaries
+                            (env GAMEDAY_PLATFORM_FILE; default: the reference platform)
   --golden FILE             golden scores for canaries (env GAMEDAY_GOLDEN)
   --timeline PATH           record every request to this Parquet file (env GAMEDAY_TIMELINE);
                             without it nothing is recorded
@@ -12,6 +14,9 @@ Works on its own with the web UI: `locust -f loadgen/locustfile.py --host URL`
   --metrics-port P          serve Prometheus counters on P (master or single process; 0: off)
   --metrics-host ADDR       address for them (default 127.0.0.1)
   --progress-file PATH      JSON progress written every second (used by the runner)
+  --timeline-via-master     (worker) send the rows to the master instead of writing parts:
+                            for workers on other machines
+  --timeline-from-workers   (master) record the rows the workers send into --timeline
 
 Add `loadgen/shapefile.py` (`-f loadgen/locustfile.py,loadgen/shapefile.py`) to follow the
 profile's shape (step, soak) instead of Locust's user count and spawn rate.
@@ -37,6 +42,8 @@ from locust.argument_parser import LocustArgumentParser
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
+from infra.errors import ConfigError
+from infra.platform import Platform, golden_scores, load_platform, parse_platform
 from loadgen.errors import LoadConfigError
 from loadgen.metrics import RequestCounts
 from loadgen.profile import Profile, load_golden, load_profile, parse_profile
@@ -50,10 +57,15 @@ log = logging.getLogger("gameday.loadgen")
 # Key under which the master passes the effective profile (golden scores inline) to its
 # workers: Locust copies the master's custom options to every worker when it spawns.
 PUSHED_PROFILE = "gameday_profile_json"
+PUSHED_PLATFORM = "gameday_platform_json"
 
 _counts = RequestCounts()
 _counting = False  # only when a metrics port (here or at the master) may serve them
 _recorder: Recorder | None = None
+# A worker on another machine ships its rows to the master (`--timeline-via-master`).
+ROWS_MESSAGE = "gameday_rows"
+_shipping: list[Any] = []
+_runner_for_shipping: Any = None
 _target: Path | None = None
 
 
@@ -68,6 +80,12 @@ def _add_arguments(parser: LocustArgumentParser) -> None:
     )
     parser.add_argument(
         "--golden", default="", env_var="GAMEDAY_GOLDEN", help="golden scores (JSON) for canaries"
+    )
+    parser.add_argument(
+        "--platform",
+        default="",
+        env_var="GAMEDAY_PLATFORM_FILE",
+        help="platform file (default: the reference platform)",
     )
     parser.add_argument(
         "--timeline",
@@ -86,16 +104,41 @@ def _add_arguments(parser: LocustArgumentParser) -> None:
     parser.add_argument("--metrics-port", type=int, default=0, include_in_web_ui=False)
     parser.add_argument("--metrics-host", default="127.0.0.1", include_in_web_ui=False)
     parser.add_argument("--progress-file", default="", include_in_web_ui=False)
+    parser.add_argument("--timeline-via-master", action="store_true", include_in_web_ui=False)
+    parser.add_argument("--timeline-from-workers", action="store_true", include_in_web_ui=False)
 
 
-def _profile_from_options(options: Any) -> Profile:
+def _platform_from_options(options: Any) -> tuple[Platform | None, dict[str, Any] | None]:
+    """The platform named by `--platform` and its document (for the workers), or None."""
+    path = getattr(options, "platform", "") or ""
+    if not path:
+        return None, None
+    import yaml
+
+    try:
+        platform = load_platform(Path(path))
+        doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except ConfigError as exc:
+        raise LoadConfigError(str(exc)) from exc
+    return platform, doc
+
+
+def _profile_from_options(options: Any, platform: Platform | None = None) -> Profile:
+    from dataclasses import replace
+
     path = getattr(options, "load_profile", "") or ""
     profile = load_profile(Path(path)) if path else parse_profile({}, source="defaults")
     golden = getattr(options, "golden", "") or ""
     if golden:
-        from dataclasses import replace
-
         profile = replace(profile, golden=golden, golden_scores=load_golden(Path(golden)))
+    elif platform is not None and not profile.golden_scores:
+        # The platform file's canaries, when neither the profile nor --golden has any.
+        try:
+            scores = golden_scores(platform, Path(options.platform))
+        except ConfigError as exc:
+            raise LoadConfigError(str(exc)) from exc
+        if scores:
+            profile = replace(profile, golden=options.platform, golden_scores=scores)
     return profile
 
 
@@ -123,6 +166,33 @@ def _record(
         _counts.count(row[2], row[3], row[6] or "none", row[7], row[13] is False)
     if _recorder is not None:
         _recorder.add(row)
+    elif _runner_for_shipping is not None:
+        _shipping.append(row)
+
+
+def _ship(**_: Any) -> None:
+    """Send the rows gathered so far to the master (one message per batch)."""
+    global _shipping
+    if _runner_for_shipping is None or not _shipping:
+        return
+    rows, _shipping = _shipping, []
+    _runner_for_shipping.send_message(ROWS_MESSAGE, rows)
+
+
+def _ship_loop(seconds: float) -> None:
+    while True:
+        gevent.sleep(seconds)
+        try:
+            _ship()
+        except Exception as exc:  # the master gone: the run ends with it
+            log.warning("timeline: could not send rows to the master: %s", exc)
+
+
+def _rows_from_worker(environment: Environment, msg: Any, **_: Any) -> None:
+    del environment
+    if _recorder is not None:
+        for row in msg.data:
+            _recorder.add(tuple(row))
 
 
 def _flush(**_: Any) -> None:
@@ -192,26 +262,38 @@ def _progress_loop(environment: Environment, path: Path) -> None:
 
 
 def _on_init(environment: Environment, **_: Any) -> None:
-    global _counting
+    global _counting, _runner_for_shipping
     options = environment.parsed_options
     if options is None:  # used as a library: defaults, nothing recorded
         return
     try:
-        profile = _profile_from_options(options)
+        platform, platform_doc = _platform_from_options(options)
+        profile = _profile_from_options(options, platform)
+        configure(profile, platform)
     except LoadConfigError as exc:
         log.error("%s", exc)
         sys.exit(2)
-    configure(profile)
     runner = environment.runner
     if isinstance(runner, MasterRunner):
         setattr(options, PUSHED_PROFILE, json.dumps(profile.to_dict(with_golden_scores=True)))
+        if platform_doc is not None:
+            setattr(options, PUSHED_PLATFORM, json.dumps(platform_doc))
+        if options.timeline and options.timeline_from_workers:
+            _start_recorder(environment, options)
+            runner.register_message(ROWS_MESSAGE, _rows_from_worker)
     else:
         # No listener at all when nothing needs the rows: plain Locust (a worker always
         # counts, as its master may serve metrics).
         _counting = bool(options.metrics_port) or isinstance(runner, WorkerRunner)
-        if options.timeline or _counting:
+        via_master = isinstance(runner, WorkerRunner) and options.timeline_via_master
+        if options.timeline or _counting or via_master:
             _listen(environment.events.request, _record)
-        if options.timeline:
+        if via_master:
+            _runner_for_shipping = runner
+            gevent.spawn(_ship_loop, options.timeline_batch_seconds)
+            _listen(environment.events.test_stop, _ship)
+            _listen(environment.events.quitting, _ship)
+        elif options.timeline:
             _start_recorder(environment, options)
     if isinstance(runner, WorkerRunner):
         _listen(environment.events.report_to_master, _report_to_master)
@@ -248,17 +330,29 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
         return
     try:
         if isinstance(environment.runner, WorkerRunner):
+            # A worker on another machine has no platform file: the master sends its own.
+            pushed_platform = getattr(options, PUSHED_PLATFORM, None)
+            platform = (
+                parse_platform(json.loads(pushed_platform), Path("platform from the master"))
+                if pushed_platform
+                else None
+            )
             pushed = getattr(options, PUSHED_PROFILE, None)
             if pushed:
-                configure(parse_profile(json.loads(pushed), source="profile from the master"))
+                configure(
+                    parse_profile(json.loads(pushed), source="profile from the master"), platform
+                )
             return
-        profile = _profile_from_options(options)
-    except LoadConfigError as exc:
+        platform, platform_doc = _platform_from_options(options)
+        profile = _profile_from_options(options, platform)
+        configure(profile, platform)
+    except (LoadConfigError, ConfigError) as exc:
         log.error("%s (keeping the previous profile)", exc)
         return
-    configure(profile)
     if isinstance(environment.runner, MasterRunner):
         setattr(options, PUSHED_PROFILE, json.dumps(profile.to_dict(with_golden_scores=True)))
+        if platform_doc is not None:
+            setattr(options, PUSHED_PLATFORM, json.dumps(platform_doc))
 
 
 def _report_to_master(data: dict[str, Any], **_: Any) -> None:

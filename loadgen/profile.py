@@ -14,8 +14,9 @@ A profile file is YAML (JSON works too: it is YAML). Every field is optional; th
       predict: {weight: 8, rate: 10}
       write:   {weight: 2, rate: 5}
       canary:  {weight: 1, rate: 1}  # needs golden scores, else canaries are off
-    residency: {us: 1, eu: 1}        # relative shares of X-Residency
-    entities: 10000          # entity ids us-0 .. us-9999 and eu-0 .. eu-9999
+    residency: {us: 1, eu: 1}        # relative shares of the platform's jurisdictions
+                                     # (default: equal shares of every jurisdiction)
+    entities: 10000          # entity numbers 0 .. 9999 (ids from the platform file)
     golden: golden.json      # {"us-42": 0.8123, ...}; relative to this file; or GAMEDAY_GOLDEN
     timeout_s: 5             # network timeout of one request (status 0 past it)
     connect_timeout_s: 2
@@ -50,7 +51,6 @@ __all__ = [
 
 KINDS = ("predict", "write", "canary")
 SHAPES = ("constant", "step", "soak")
-RESIDENCIES = ("us", "eu")
 GOLDEN_ENV = "GAMEDAY_GOLDEN"
 
 _TOP_KEYS = {
@@ -101,7 +101,7 @@ class Profile:
     step_seconds: float = 10.0
     ramp_s: float = 60.0
     mix: dict[str, KindMix] = field(default_factory=_default_mix)
-    residency: dict[str, float] = field(default_factory=lambda: {"us": 1.0, "eu": 1.0})
+    residency: dict[str, float] = field(default_factory=dict)
     entities: int = 10_000
     golden: str | None = None
     golden_scores: dict[str, float] = field(default_factory=dict)
@@ -129,11 +129,23 @@ class Profile:
             return 0
         return self.mix[kind].weight
 
-    @property
-    def eu_share(self) -> float:
-        """Probability that one request (or one writer client) carries `X-Residency: eu`."""
-        total = self.residency["us"] + self.residency["eu"]
-        return self.residency["eu"] / total
+    def shares(self, jurisdictions: list[str]) -> dict[str, float]:
+        """Each jurisdiction's share (summing to 1) of users: the profile's `residency`
+        over the platform's `jurisdictions`, equal shares when the profile names none.
+
+        Raises LoadConfigError for a residency the platform does not have.
+        """
+        unknown = sorted(set(self.residency) - set(jurisdictions))
+        if unknown:
+            raise LoadConfigError(
+                f"{self.source or 'profile'}: residency.{unknown[0]}: not a jurisdiction of "
+                f"the platform ({', '.join(jurisdictions)})"
+            )
+        weights = {j: self.residency.get(j, 0.0) if self.residency else 1.0 for j in jurisdictions}
+        total = sum(weights.values())
+        if total <= 0:
+            raise LoadConfigError(f"{self.source or 'profile'}: residency: the shares add up to 0")
+        return {j: w / total for j, w in weights.items()}
 
     def check_runnable(self) -> None:
         """Raise `LoadConfigError` unless a headless run can start with these settings."""
@@ -262,11 +274,11 @@ def parse_profile(
             mix[kind] = KindMix(weight, rate)
         kwargs["mix"] = mix
     if "residency" in data:
-        shares = _mapping(data["residency"], source, "residency", set(RESIDENCIES))
-        residency = {r: 0.0 for r in RESIDENCIES}
+        shares = _mapping(data["residency"], source, "residency", None)
+        residency: dict[str, float] = {}
         for name, value in shares.items():
             residency[name] = _non_negative_number(value, source, f"residency.{name}")
-        if sum(residency.values()) <= 0:
+        if residency and sum(residency.values()) <= 0:  # empty: equal shares
             raise LoadConfigError(f"{source}: residency: the shares add up to 0")
         kwargs["residency"] = residency
     if data.get("golden_scores") is not None:
@@ -292,8 +304,8 @@ def parse_profile(
 
 
 def load_golden(path: Path) -> dict[str, float]:
-    """Read a golden file: a JSON object mapping entity id (`us-<n>`/`eu-<n>`) to its
-    correct score."""
+    """Read a golden file: a JSON object mapping entity id to its correct score (the
+    platform file says which jurisdiction an id belongs to)."""
     try:
         data = json.loads(path.read_text())
     except OSError as exc:
@@ -310,8 +322,8 @@ def _golden_mapping(data: Any, where: str) -> dict[str, float]:
         raise LoadConfigError(f"{where}: expected a non-empty mapping of entity id to score")
     scores: dict[str, float] = {}
     for entity, score in data.items():
-        if not isinstance(entity, str) or entity.split("-", 1)[0] not in RESIDENCIES:
-            raise LoadConfigError(f"{where}: {entity!r}: entity ids look like us-<n> or eu-<n>")
+        if not isinstance(entity, str) or not entity:
+            raise LoadConfigError(f"{where}: {entity!r}: an entity id is a non-empty string")
         if not _is_number(score):
             raise LoadConfigError(f"{where}: {entity}: score must be a number, got {score!r}")
         scores[entity] = float(score)
@@ -352,19 +364,19 @@ def target_at(profile: Profile, elapsed_s: float) -> tuple[int, float] | None:
 
 
 # ------------------------------------------------------------------------- checks
-def _mapping(value: Any, source: str, name: str, keys: set[str]) -> dict[str, Any]:
-    """`value` as a mapping of known `keys`; `name` "" is the document's top level."""
+def _mapping(value: Any, source: str, name: str, keys: set[str] | None) -> dict[str, Any]:
+    """`value` as a mapping of known `keys` (None: any); `name` "" is the top level."""
     if not isinstance(value, dict):
         if not name:
             raise LoadConfigError(
                 f"{source}: expected a mapping at the top, got {type(value).__name__}"
             )
         raise LoadConfigError(f"{source}: {name}: expected a mapping, got {value!r}")
-    unknown = sorted(set(value) - keys)
+    unknown = sorted(set(value) - keys) if keys is not None else []
     if unknown:
         field_name = f"{name}.{unknown[0]}" if name else unknown[0]
         raise LoadConfigError(
-            f"{source}: {field_name}: unknown field (known: {', '.join(sorted(keys))})"
+            f"{source}: {field_name}: unknown field (known: {', '.join(sorted(keys or ()))})"
         )
     return value
 

@@ -16,6 +16,7 @@ gracefully, so the timeline still gets its last batch, and then return a result 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -66,6 +67,12 @@ class LoadSettings:
     host: str
     profile: Profile
     workers: int = 0
+    platform: Path | None = None
+    #: Master of workers on other machines: expect `workers` of them at
+    #: `master_bind_host:master_port` instead of starting them; they send their rows.
+    remote_workers: bool = False
+    master_bind_host: str = "127.0.0.1"
+    master_port: int = 5557
     metrics_port: int = 0
     metrics_host: str = "127.0.0.1"
     prometheus_sd_file: Path | None = None
@@ -252,6 +259,7 @@ def _commands(settings: LoadSettings, work: Path, timeline: Path) -> list[tuple[
         settings.host,
         "--load-profile",
         str(work / "profile.json"),
+        *(["--platform", str(settings.platform)] if settings.platform else []),
         "--exit-code-on-error",
         "0",
         "--stop-timeout",
@@ -275,6 +283,27 @@ def _commands(settings: LoadSettings, work: Path, timeline: Path) -> list[tuple[
     ]
     if settings.workers == 0:
         return [("locust", base + head + recording)]
+    if settings.remote_workers:
+        return [
+            (
+                "master",
+                base
+                + head
+                + recording
+                + [
+                    "--timeline-from-workers",
+                    "--master",
+                    "--master-bind-host",
+                    settings.master_bind_host,
+                    "--master-bind-port",
+                    str(settings.master_port),
+                    "--expect-workers",
+                    str(settings.workers),
+                    "--expect-workers-max-wait",
+                    str(int(settings.startup_timeout_s)),
+                ],
+            )
+        ]
     port = _free_port()
     master = (
         base
@@ -319,7 +348,8 @@ def run(
     """
     check_settings(settings)
     check_reachable(settings.host, settings.connect_timeout_s)
-    profile = settings.profile
+    profile = with_platform_canaries(settings.profile, settings.platform)
+    settings = dataclasses.replace(settings, profile=profile)
     out_dir.mkdir(parents=True, exist_ok=True)
     timeline = out_dir / "timeline.parquet"
     load_json = out_dir / "load.json"
@@ -365,7 +395,9 @@ def run(
             f"log {main.log_path}:\n{_log_tail(main)}"
         )
 
-    merged = _collect_timeline(timeline, work / "parts", settings.workers)
+    # Remote workers sent their rows to the master, which wrote the timeline itself.
+    local_workers = 0 if settings.remote_workers else settings.workers
+    merged = _collect_timeline(timeline, work / "parts", local_workers)
     if not settings.keep_parts:
         shutil.rmtree(work / "parts", ignore_errors=True)
     table = read_timeline(timeline)
@@ -394,6 +426,67 @@ def run(
         interrupted=interrupted,
         summary=summary,
     )
+
+
+def with_platform_canaries(profile: Profile, platform: Path | None) -> Profile:
+    """`profile` with the platform file's golden canaries when it has none of its own
+    (before the profile is written: a profile without golden scores has canaries off)."""
+    if platform is None or profile.golden_scores:
+        return profile
+    from infra.errors import ConfigError
+    from infra.platform import golden_scores, load_platform
+
+    try:
+        scores = golden_scores(load_platform(platform), platform)
+    except ConfigError as exc:
+        raise LoadConfigError(str(exc)) from exc
+    if not scores:
+        return profile
+    return dataclasses.replace(profile, golden=str(platform), golden_scores=scores)
+
+
+def run_worker(
+    settings: LoadSettings, master_host: str, master_port: int, work: Path, timeout_s: float
+) -> int:
+    """Run one Locust worker for a master on another machine until the master ends the
+    run (at most `timeout_s`); its rows go to the master. Returns Locust's exit code.
+
+    Raises LoadConfigError for an unreachable host or master, LoadRunError on timeout.
+    """
+    check_settings(settings)
+    check_reachable(settings.host, settings.connect_timeout_s)
+    check_reachable(f"http://{master_host}:{master_port}", settings.connect_timeout_s)
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "profile.json").write_text(
+        json.dumps(settings.profile.to_dict(with_golden_scores=True))
+    )
+    argv = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        LOCUSTFILES,
+        "--host",
+        settings.host,
+        "--load-profile",
+        str(work / "profile.json"),
+        *(["--platform", str(settings.platform)] if settings.platform else []),
+        "--worker",
+        "--master-host",
+        master_host,
+        "--master-port",
+        str(master_port),
+        "--timeline-via-master",
+        "--timeline-batch-seconds",
+        str(settings.batch_seconds),
+    ]
+    proc = _spawn("worker", argv, work / "worker.log")
+    try:
+        return proc.popen.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired as exc:
+        raise LoadRunError(f"the worker did not end within {timeout_s:.0f} s") from exc
+    finally:
+        _stop_all([proc], settings.stop_timeout_s)
 
 
 def _collect_timeline(timeline: Path, parts: Path, workers: int) -> MergeResult:

@@ -7,6 +7,8 @@ platform, and test and benchmark it against a real HTTP server.
 - `POST /v1/predict {"entity_id": "us-42"}` -> 200 `{"score": score_of("us-42")}` with
   `X-Region` (us -> us-east, eu -> eu-west, from `X-Residency`) and `X-Model-Digest`;
   an entity given with `--wrong-canary` gets a score 0.25 off (a wrong answer);
+- `POST /v2/models/stub/infer` (Open Inference Protocol v2, one BYTES input holding the
+  entity id) -> 200 with the output `score`, the same headers;
 - `POST /v1/events {"client", "seq", "payload"}` -> 201 `{"ok": true}` with `X-Region`;
 - `GET /healthz` -> 200; `GET /stats` -> counts of what it answered;
 - `--fail-every N`: every Nth request gets 503 (deterministic), to exercise failures.
@@ -37,6 +39,7 @@ __all__ = ["MODEL_DIGEST", "REGIONS", "StubApp", "running_stub", "score_of"]
 MODEL_DIGEST = "sha256:" + hashlib.sha256(b"gameday stub model").hexdigest()
 REGIONS = {"us": "us-east", "eu": "eu-west"}
 WRONG_OFFSET = 0.25
+OIP_PATH = b"/v2/models/stub/infer"
 _REASONS = {200: "OK", 201: "Created", 400: "Bad Request", 404: "Not Found", 503: "Unavailable"}
 
 
@@ -68,7 +71,7 @@ class StubApp:
             return 200, {"ok": True}, {}
         if method == b"GET" and path == b"/stats":
             return 200, dict(self.counts), {}
-        if method != b"POST" or path not in (b"/v1/predict", b"/v1/events"):
+        if method != b"POST" or path not in (b"/v1/predict", b"/v1/events", OIP_PATH):
             return 404, {"error": "not found"}, {}
         if not extra:
             return 400, {"error": "X-Residency must be us or eu"}, {}
@@ -81,12 +84,23 @@ class StubApp:
                 return 400, {"error": "client and seq required"}, extra
             self.counts["events"] += 1
             return 201, {"ok": True}, extra
-        entity = data.get("entity_id")
+        oip = path == OIP_PATH
+        if oip:
+            inputs = data.get("inputs") if isinstance(data, dict) else None
+            first = inputs[0] if isinstance(inputs, list) and inputs else {}
+            values = first.get("data") if isinstance(first, dict) else None
+            entity = values[0] if isinstance(values, list) and values else None
+        else:
+            entity = data.get("entity_id")
         if not isinstance(entity, str):
             return 400, {"error": "entity_id required"}, extra
         self.counts["predict"] += 1
         score = score_of(entity) + (WRONG_OFFSET if entity in self.wrong else 0.0)
-        return 200, {"score": score}, {**extra, "X-Model-Digest": MODEL_DIGEST}
+        answer: dict[str, Any] = {"score": score}
+        if oip:
+            output = {"name": "score", "shape": [1], "datatype": "FP64", "data": [score]}
+            answer = {"model_name": "stub", "outputs": [output]}
+        return 200, answer, {**extra, "X-Model-Digest": MODEL_DIGEST}
 
 
 async def _serve_connection(

@@ -10,7 +10,7 @@ Schema (`SCHEMA`; the probes read these names and types):
 | ok | bool | HTTP outcome only: a 2xx answer |
 | status | int32 | HTTP status; 0 = connection error or timeout |
 | error | string | why it failed; null when ok |
-| residency | string | the X-Residency sent: us or eu |
+| residency | string | the jurisdiction the request named (platform file's jurisdictions) |
 | region | string | X-Region of the answer; null if absent |
 | model_digest | string | X-Model-Digest of the answer; null if absent |
 | score | float64 | `score` of a prediction's JSON answer; null if none |
@@ -95,7 +95,7 @@ Row = tuple[
 ]
 
 _SEGMENT_PREFIX = "seg-"
-_WARM_UP_ROW: Row = (0.0, 0.0, "predict", True, 200, "x", "us", "r", "d", 0.5, "c", 1, 0.5, True)
+_WARM_UP_ROW: Row = (0.0, 0.0, "predict", True, 200, "x", "j", "r", "d", 0.5, "c", 1, 0.5, True)
 
 
 def _text(value: Any) -> str | None:
@@ -116,9 +116,12 @@ def row_from_request(
 ) -> Row:
     """One timeline row from what Locust's `request` event carries. `context` holds what
     the user sent: `kind`, `residency`, and `client`/`seq` (writes) or `expected`
-    (canaries). The score is parsed only from 2xx answers to canaries.
-    (The hot path of the recorder: a few µs per request.)"""
+    (canaries), and `reader` (an `infra.shapes.AnswerReader`: where the platform's
+    answers hold score, region and digest; without it, the reference API's). The score
+    is parsed only from 2xx answers to canaries. (The hot path of the recorder: a few µs
+    per request.)"""
     kind: str = context["kind"]
+    reader = context.get("reader")
     ok = exception is None and 200 <= status < 300
     error: str | None = None
     score: float | None = None
@@ -127,18 +130,16 @@ def row_from_request(
     elif kind == "canary" and content:
         # Only canaries need their answer read: parsing every prediction's body would
         # cost the recorder more than everything else it does.
-        try:
-            value = json.loads(content)["score"]
-        except (ValueError, KeyError, TypeError):
-            value = None
-        if isinstance(value, float) or (isinstance(value, int) and not isinstance(value, bool)):
-            score = float(value)
+        score = reader.score_of(content) if reader is not None else _reference_score(content)
     expected: float | None = context.get("expected")
     correct: bool | None = None
     if expected is not None and ok:
         correct = score is not None and abs(score - expected) <= SCORE_TOLERANCE
     region = digest = None
-    if headers is not None:
+    if reader is not None:
+        region = reader.region(headers, content if reader.answer.region_field else None)
+        digest = reader.digest(headers)
+    elif headers is not None:
         region = _text(headers.get("X-Region"))
         digest = _text(headers.get("X-Model-Digest"))
     return (
@@ -157,6 +158,16 @@ def row_from_request(
         expected,
         correct,
     )
+
+
+def _reference_score(content: bytes) -> float | None:
+    try:
+        value = json.loads(content)["score"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    if isinstance(value, float) or (isinstance(value, int) and not isinstance(value, bool)):
+        return float(value)
+    return None
 
 
 def empty_table() -> pa.Table:

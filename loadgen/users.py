@@ -1,8 +1,11 @@
 """The simulated clients (Locust FastHttpUsers). Imports locust: only Locust loads this.
 
-Every request carries a Locust `context` with what the timeline needs (`kind`,
-`residency`, and `client`/`seq` or `expected`) and is named by its kind in Locust's stats.
-`configure` applies a profile: weights, per-user rates, residency mix, timeouts.
+Every request is built from the platform file (`infra.platform`): its jurisdictions,
+entity ids, API shape, jurisdiction header and write path; nothing here assumes the
+reference platform. Every request carries a Locust `context` with what the timeline
+needs (`kind`, `residency`, `reader` (how to read the answer), and `client`/`seq` or
+`expected`) and is named by its kind in Locust's stats. `configure` applies a profile
+and a platform: weights, per-user rates, residency mix, timeouts.
 """
 
 from __future__ import annotations
@@ -13,16 +16,30 @@ import uuid
 
 from locust import FastHttpUser, task
 
+from infra.local.describe import REFERENCE_PLATFORM
+from infra.platform import Platform, load_platform
+from infra.shapes import AnswerReader, predict_request
 from loadgen.payload import write_body
 from loadgen.profile import Profile
 
-__all__ = ["DEFAULT_HOST", "CanaryUser", "PredictUser", "WriterUser", "configure", "profile"]
+__all__ = [
+    "DEFAULT_HOST",
+    "CanaryUser",
+    "PredictUser",
+    "WriterUser",
+    "configure",
+    "platform",
+    "profile",
+]
 
 # The router of `gameday testbed up` with its default ports.
 DEFAULT_HOST = "http://127.0.0.1:18080"
 
 _active = Profile()
-_golden_ids: list[str] = []
+_platform: Platform | None = None
+_reader: AnswerReader | None = None
+_shares: dict[str, float] = {}
+_golden: dict[str, list[str]] = {}
 
 
 def profile() -> Profile:
@@ -30,31 +47,61 @@ def profile() -> Profile:
     return _active
 
 
-def configure(new: Profile) -> None:
-    """Follow `new` from now on (call before users spawn: weights and timeouts are read
-    when Locust creates users)."""
-    global _active, _golden_ids
-    _active = new
-    _golden_ids = sorted(new.golden_scores)
+def platform() -> Platform:
+    """The platform the users drive (the reference platform until configured)."""
+    global _platform, _reader
+    if _platform is None:
+        _platform = load_platform(REFERENCE_PLATFORM)
+        _reader = AnswerReader.of(_platform)
+    return _platform
+
+
+def configure(new: Profile, target: Platform | None = None) -> None:
+    """Follow `new` (and drive `target`) from now on (call before users spawn: weights
+    and timeouts are read when Locust creates users). Raises LoadConfigError when the
+    profile names a residency the platform does not have."""
+    global _active, _platform, _reader, _shares, _golden
+    if target is not None:
+        _platform, _reader = target, AnswerReader.of(target)
+    current = platform()
+    _shares = new.shares(list(current.jurisdictions))
+    golden: dict[str, list[str]] = {}
+    for entity in sorted(new.golden_scores):
+        jurisdiction = current.entity_jurisdiction(entity)
+        if jurisdiction is not None:
+            golden.setdefault(jurisdiction, []).append(entity)
+    _active, _golden = new, golden
     for cls in (PredictUser, WriterUser, CanaryUser):
         cls.weight = new.weight(cls.kind)
         cls.network_timeout = new.timeout_s
         cls.connection_timeout = new.connect_timeout_s
+    if current.writes is None:
+        WriterUser.weight = 0
+    if not golden:
+        CanaryUser.weight = 0
 
 
 _assigned: dict[str, dict[str, int]] = {}
 
 
-def _residency_for(kind: str) -> str:
+def _residency_for(kind: str, shares: dict[str, float] | None = None) -> str:
     """A new user's residency: whichever jurisdiction is furthest below its share among
     this kind's users so far, so even a handful of users splits as the mix says."""
-    counts = _assigned.setdefault(kind, {"us": 0, "eu": 0})
-    total = counts["us"] + counts["eu"] + 1
-    eu_deficit = _active.eu_share * total - counts["eu"]
-    us_deficit = (1 - _active.eu_share) * total - counts["us"]
-    choice = "eu" if eu_deficit > us_deficit else "us"
-    counts[choice] += 1
+    shares = shares if shares is not None else _shares
+    counts = _assigned.setdefault(kind, {})
+    total = sum(counts.values()) + 1
+    choice = max(shares, key=lambda j: shares[j] * total - counts.get(j, 0))
+    counts[choice] = counts.get(choice, 0) + 1
     return choice
+
+
+def _url(jurisdiction: str, path: str) -> str:
+    """`path` on the jurisdiction's own base URL when the platform gives one (an absolute
+    URL), else relative to the Locust host."""
+    current = platform()
+    if jurisdiction in current.traffic.urls:
+        return current.url_for(jurisdiction) + path
+    return path
 
 
 class _GamedayUser(FastHttpUser):
@@ -77,11 +124,22 @@ class _GamedayUser(FastHttpUser):
         # fires together and the users fall into lockstep, which coarsens the timeline.
         return wait if wait > 0 else random.uniform(0.0, period / 2)
 
+    def _predict(self, name: str, residency: str, entity: str, **context: object) -> None:
+        request = predict_request(platform(), residency, entity)
+        self.client.request(
+            request.method,
+            _url(residency, request.path),
+            json=request.body,
+            headers=request.headers,
+            name=name,
+            context={"kind": name, "residency": residency, "reader": _reader, **context},
+        )
+
 
 class PredictUser(_GamedayUser):
-    """Predictions for random entities (`us-<n>`/`eu-<n>`, n below `entities`), the
-    residency drawn once per user from the profile's mix: a user stuck on a request to
-    a dying jurisdiction must not thin out the other jurisdiction's traffic."""
+    """Predictions for random entities (the platform's entity ids, n below `entities`),
+    the residency drawn once per user from the profile's mix: a user stuck on a request
+    to a dying jurisdiction must not thin out the other jurisdictions' traffic."""
 
     kind = "predict"
     weight = 8
@@ -92,19 +150,14 @@ class PredictUser(_GamedayUser):
     @task
     def predict(self) -> None:
         self._last_task = time.monotonic()
-        residency = self.residency
-        self.client.post(
-            "/v1/predict",
-            json={"entity_id": f"{residency}-{random.randrange(_active.entities)}"},
-            headers={"X-Residency": residency},
-            name="predict",
-            context={"kind": "predict", "residency": residency},
-        )
+        entity = platform().entity(self.residency, random.randrange(_active.entities))
+        self._predict("predict", self.residency, entity)
 
 
 class WriterUser(_GamedayUser):
     """One client per simulated user (id `w-<12 hex>`, residency drawn once), writing
-    `seq` 1, 2, 3, ... (never reused, also after a failed write)."""
+    `seq` 1, 2, 3, ... (never reused, also after a failed write) to the platform's
+    write path. Off (weight 0) when the platform declares no writes."""
 
     kind = "write"
     weight = 2
@@ -117,15 +170,22 @@ class WriterUser(_GamedayUser):
     @task
     def write(self) -> None:
         self._last_task = time.monotonic()
+        current = platform()
+        if current.writes is None:
+            return
         self.seq += 1
+        headers = {}
+        if current.traffic.jurisdiction_header:
+            headers[current.traffic.jurisdiction_header] = self.residency
         self.client.post(
-            "/v1/events",
+            _url(self.residency, current.writes.path),
             json=write_body(self.client_id, self.seq),
-            headers={"X-Residency": self.residency},
+            headers=headers,
             name="write",
             context={
                 "kind": "write",
                 "residency": self.residency,
+                "reader": _reader,
                 "client": self.client_id,
                 "seq": self.seq,
             },
@@ -134,31 +194,21 @@ class WriterUser(_GamedayUser):
 
 class CanaryUser(_GamedayUser):
     """Predictions for golden entities whose correct score is known; the residency is
-    drawn once per user (as for predictions) and the entity among that jurisdiction's
-    golden ones. Off (weight 0) without golden scores."""
+    drawn once per user (as for predictions) among the jurisdictions that have golden
+    entities. Off (weight 0) without golden scores."""
 
     kind = "canary"
     weight = 1  # Locust drops classes whose weight is 0 when it loads them; configure sets it
 
     def on_start(self) -> None:
-        self.residency = _residency_for(self.kind)
+        shares = {j: s for j, s in _shares.items() if j in _golden} or dict.fromkeys(_golden, 1.0)
+        self.residency = _residency_for(self.kind, shares) if shares else ""
 
     @task
     def canary(self) -> None:
         self._last_task = time.monotonic()
-        if not _golden_ids:
+        mine = _golden.get(self.residency)
+        if not mine:
             return
-        mine = [e for e in _golden_ids if e.split("-", 1)[0] == self.residency]
-        entity = random.choice(mine or _golden_ids)
-        residency = entity.split("-", 1)[0]
-        self.client.post(
-            "/v1/predict",
-            json={"entity_id": entity},
-            headers={"X-Residency": residency},
-            name="canary",
-            context={
-                "kind": "canary",
-                "residency": residency,
-                "expected": _active.golden_scores[entity],
-            },
-        )
+        entity = random.choice(mine)
+        self._predict("canary", self.residency, entity, expected=_active.golden_scores[entity])

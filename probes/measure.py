@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from infra.errors import ConfigError, MalformedInput
+from infra.platform import Platform, load_platform
 from infra.types import read_event_log
 from probes.integrity import expected_digest_of, integrity_table_scan
 from probes.models import MEASUREMENTS_VERSION, write_measurements
 from probes.prometheus import PromClient, compare_rto, prometheus_rto_table
+from probes.readback import stores_from_platform
 from probes.residency import residency_table_scan
 from probes.result import failed, record, seconds
 from probes.rpo import NULL_RPO, WriteStore, rpo_table, stores_from_world
@@ -41,6 +43,7 @@ TIMELINE = "timeline.parquet"
 EVENTS = "events.jsonl"
 LOAD = "load.json"
 WORLD = "world.json"
+PLATFORM = "platform.yaml"
 PROMETHEUS_DIR = "prometheus"
 
 
@@ -101,19 +104,34 @@ def _faults(run: Path) -> tuple[list[Fault], dict[str, Any]]:
     return faults, {**head, "status": "ok", "reason": None, "faults": len(faults)}
 
 
+def _platform(run: Path) -> Platform | None:
+    """The run's platform file (`platform.yaml`, written by `gameday run`), or None.
+
+    A present but invalid file raises ConfigError: a run is never measured as if its
+    platform were another.
+    """
+    path = run / PLATFORM
+    return load_platform(path) if path.exists() else None
+
+
 def _topology(
-    options: Options, world: dict[str, Any] | None
+    options: Options, world: dict[str, Any] | None, platform: Platform | None = None
 ) -> tuple[dict[str, str], dict[str, Any]]:
     """Region → jurisdiction: `--topology`, else the regions `world.json` recorded at the
-    run (the run directory's own evidence), else the topology file it names."""
+    run (the run directory's own evidence), else the run's platform file, else the
+    topology file `world.json` names."""
     source = options.topology_path
     if source is None and world:
         inline = _world_regions(world)
         if inline:
             note = {"status": "ok", "reason": None, "source": "world.json regions"}
             return inline, {**note, "regions": inline}
-        if world.get("topology"):
-            source = Path(str(world["topology"]))
+    if source is None and platform is not None:
+        mapping = platform.region_jurisdictions()
+        note = {"status": "ok", "reason": None, "source": PLATFORM}
+        return mapping, {**note, "regions": mapping}
+    if source is None and world and world.get("topology"):
+        source = Path(str(world["topology"]))
     if source is None:
         reason = "no topology (give --topology, or a world.json naming one)"
         return {}, {"status": "no-data", "reason": reason, "source": None}
@@ -182,7 +200,8 @@ def _measure(
     faults, events_input = _faults(run)
     load, load_input = _optional_json(run / LOAD)
     world, world_input = _optional_json(run / WORLD)
-    region_jur, topology_input = _topology(options, world)
+    platform = _platform(run)
+    region_jur, topology_input = _topology(options, world, platform)
     until = bounds[1] if bounds else 0.0
     residencies = timeline.residencies()
 
@@ -205,6 +224,9 @@ def _measure(
 
     # -- Prometheus-side RTO and the lag estimate
     url = options.prometheus_url or (world or {}).get("urls", {}).get("prometheus_url")
+    if not url and platform is not None and platform.prometheus is not None:
+        url = platform.prometheus.url
+    counters = platform.prometheus.router if platform and platform.prometheus else None
     prom: PromClient | None = PromClient(str(url), options.prometheus_timeout) if url else None
     rto_prom: list[dict[str, Any]] = []
     if prom is None:
@@ -227,6 +249,16 @@ def _measure(
             options.scrape_interval,
             tuple(residencies),
             region_jurisdiction=region_jur,
+            **(
+                {
+                    "metric": counters.metric,
+                    "group_label": counters.group_label,
+                    "group_prefix": counters.group_prefix,
+                    "success_code": counters.success_code,
+                }
+                if counters is not None
+                else {}
+            ),
         )
         clients = {(e.get("fault_id"), e["residency"]): e for e in rto if e.get("kind") == ALL}
         for entry in rto_prom:
@@ -236,7 +268,12 @@ def _measure(
     # -- RPO
     stores = write_stores
     store_note = "given"
-    if stores is None and world is not None and "addresses" in world:
+    if stores is None and platform is not None:
+        stores = stores_from_platform(
+            platform, residencies, world, store_timeout=options.store_timeout
+        )
+        store_note = f"{PLATFORM} writes.readback"
+    elif stores is None and world is not None and "addresses" in world:
         try:
             stores = stores_from_world(world, residencies, options.store_timeout)
             store_note = "sentinels of world.json"
@@ -292,6 +329,7 @@ def _measure(
             "load": load_input,
             "world": world_input,
             "topology": topology_input,
+            "platform": {"path": PLATFORM, "name": platform.name} if platform else None,
             "prometheus": {
                 "url": url,
                 "queries": len(prom.log) if prom else 0,

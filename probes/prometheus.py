@@ -347,9 +347,11 @@ def rto_of_intervals(
     )
 
 
-def router_selector(group_label: str = "proxy", group_prefix: str = "jur_") -> str:
+def router_selector(
+    group_label: str = "proxy", group_prefix: str = "jur_", metric: str = ROUTER_METRIC
+) -> str:
     """The PromQL selector of the router's per-jurisdiction response counters."""
-    return f'{ROUTER_METRIC}{{{group_label}=~"{group_prefix}.+"}}'
+    return f'{metric}{{{group_label}=~"{group_prefix}.+"}}'
 
 
 def prometheus_rto_table(
@@ -363,6 +365,7 @@ def prometheus_rto_table(
     group_prefix: str = "jur_",
     success_code: str = "2xx",
     region_jurisdiction: Mapping[str, str] | None = None,
+    metric: str = ROUTER_METRIC,
 ) -> list[dict[str, Any]]:
     """Prometheus-side RTO per fault and per jurisdiction (router backend).
 
@@ -375,7 +378,7 @@ def prometheus_rto_table(
     """
     params = params or RtoParams()
     mapping = region_jurisdiction or {}
-    selector = router_selector(group_label, group_prefix)
+    selector = router_selector(group_label, group_prefix, metric)
     table: list[dict[str, Any]] = []
     for n, fault in enumerate(faults):
         # One query per fault, long enough for any jurisdiction: a stream of no

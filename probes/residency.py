@@ -1,6 +1,7 @@
 """Data residency: requests served by a region outside their jurisdiction (must be 0).
 
-A request with `X-Residency: eu` answered by a region whose jurisdiction (from the
+A request naming jurisdiction `eu` (the platform's jurisdiction header) answered by a
+region whose jurisdiction (from the
 topology) is not `eu` is a violation, and the reverse. Every answer carrying
 `X-Region` counts, whatever its status: a 404 from the wrong jurisdiction still means
 the request crossed the boundary. Requests without an answer (no `X-Region`) are not
@@ -79,7 +80,7 @@ def residency_entries(
 
 
 def residency_violations(timeline_path: str, topology_path: str = "") -> dict[str, Any]:
-    """Requests answered by a region outside their `X-Residency` jurisdiction (must be 0).
+    """Requests answered by a region outside the jurisdiction they named (must be 0).
 
     Reads the timeline's `residency` and `region` (the answer's `X-Region`) and maps
     regions to jurisdictions with `topology_path` (default: the local platform's

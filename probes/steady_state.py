@@ -5,20 +5,26 @@ hypothesis serves as the "before" (the platform meets its SLOs) and the "after" 
 platform recovered, and the drill's measured RTO, RPO, integrity and residency are
 within the tolerances written in the experiment, taken from the gates).
 
-Configuration keys read: `gameday_router_url` (the router, e.g.
-`http://10.200.0.2:8080` inside the local world) and `gameday_run_dir` (the run
-directory where the drill's `events.jsonl` and `measurements.json` live).
+Configuration keys read: `gameday_platform_file` (the platform file: API shape,
+entity ids, jurisdiction header, URLs; else `$GAMEDAY_PLATFORM_FILE`, else the
+reference platform's), `gameday_router_url` (overrides the platform file's base URL)
+and `gameday_run_dir` (the run directory where the drill's `events.jsonl` and
+`measurements.json` live).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
+from infra.local.describe import REFERENCE_PLATFORM
+from infra.platform import Platform, load_platform
+from infra.shapes import predict_request
 from infra.types import read_event_log
 
 __all__ = ["measured", "router_success_ratio"]
@@ -33,6 +39,13 @@ _METRICS = (
 )
 
 
+def _platform(configuration: dict[str, Any] | None) -> Platform:
+    named = (configuration or {}).get("gameday_platform_file") or os.environ.get(
+        "GAMEDAY_PLATFORM_FILE"
+    )
+    return load_platform(Path(str(named)) if named else REFERENCE_PLATFORM)
+
+
 def router_success_ratio(
     residency: str,
     requests: int = 20,
@@ -41,27 +54,35 @@ def router_success_ratio(
     *,
     configuration: dict[str, Any] | None = None,
 ) -> float:
-    """Share (0..1) of `requests` predictions for `residency` that the router answers 2xx.
+    """Share (0..1) of `requests` predictions for `residency` that the platform answers 2xx.
 
-    Read-only: predictions do not change the platform. Entities are drawn at random from
-    `<residency>-0 … <residency>-(entities-1)`; each request has its own timeout, so the
-    probe takes at most `requests * timeout_s` seconds. Use with a `range` tolerance such
-    as `[0.99, 1.0]`.
+    Read-only: predictions do not change the platform. Requests are built as the
+    platform file says (API shape, entity ids, jurisdiction header); entities are drawn
+    at random among the first `entities` of the jurisdiction; each request has its own
+    timeout, so the probe takes at most `requests * timeout_s` seconds. Use with a
+    `range` tolerance such as `[0.99, 1.0]`.
     """
     if requests < 1:
         raise ValueError(f"requests {requests} must be at least 1")
+    platform = _platform(configuration)
+    if residency not in platform.jurisdictions:
+        raise ValueError(
+            f"residency {residency!r} is not a jurisdiction of the platform "
+            f"({', '.join(platform.jurisdictions)})"
+        )
     url = str((configuration or {}).get("gameday_router_url") or "").rstrip("/")
-    if not url:
-        raise ValueError("configuration gameday_router_url is required")
+    if not url or residency in platform.traffic.urls:
+        url = platform.url_for(residency)
     ok = 0
     rng = random.Random()
     for _ in range(requests):
-        body = json.dumps({"entity_id": f"{residency}-{rng.randrange(entities)}"}).encode()
+        entity = platform.entity(residency, rng.randrange(entities))
+        prepared = predict_request(platform, residency, entity)
         request = urllib.request.Request(
-            url + "/v1/predict",
-            data=body,
-            method="POST",
-            headers={"X-Residency": residency, "Content-Type": "application/json"},
+            url + prepared.path,
+            data=json.dumps(prepared.body).encode() if prepared.body is not None else None,
+            method=prepared.method,
+            headers=prepared.headers,
         )
         try:
             with urllib.request.urlopen(request, timeout=timeout_s) as response:

@@ -7,6 +7,11 @@ Endpoints:
 - `POST /v1/events {"client": "c1", "seq": 1, "payload": {...}}`: writes to the
   jurisdiction's *primary* (found through Sentinel) and answers 201 only after the
   primary acknowledged.
+- `POST /v2/models/gameday-reference/infer`: the same prediction in the Open Inference
+  Protocol v2 (one BYTES input holding the entity id; output `score`, FP64), with
+  `GET /v2/models/gameday-reference` (metadata) and `GET /v2/health/ready`.
+- `GET /v1/events/{client}/{seq}`: read a write back from the primary (200 present,
+  404 absent): the HTTP read-back of the RPO ledger.
 - `GET /healthz`: 200 only when the model passed its digest check and the local store
   answers; 503 with the reasons otherwise.
 - `GET /metrics`: Prometheus metrics, including `gameday_replication_lag_seconds`.
@@ -46,6 +51,8 @@ from infra.types import write_key
 
 HEARTBEAT_KEY = "gameday:heartbeat"
 FEATURE_PREFIX = "feat:"
+#: The model's name on the Open Inference Protocol v2 routes.
+OIP_MODEL = "gameday-reference"
 _CLIENT = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 
@@ -227,56 +234,115 @@ def create_app(config: ServiceConfig) -> Starlette:
             return None
         return body if isinstance(body, dict) else None
 
-    async def predict(request: Request) -> Response:
-        started = time.perf_counter()
-        body = await _json(request)
-        entity = body.get("entity_id") if body else None
+    async def _score(entity: Any) -> tuple[int, dict[str, Any]]:
+        """(status, body) of scoring `entity`: the body holds `score` on 200, `error`
+        otherwise (shared by the reference API and the Open Inference Protocol)."""
         if not isinstance(entity, str) or "-" not in entity:
-            return answer("predict", started, {"error": 'body must be {"entity_id": "us-42"}'}, 400)
+            return 400, {"error": 'the entity id must look like "us-42"'}
         if entity.split("-", 1)[0] != config.jurisdiction:
             # Residency: this region's store holds only its jurisdiction's entities.
-            return answer(
-                "predict",
-                started,
-                {
-                    "error": f"entity {entity!r} is not stored in jurisdiction "
-                    f"{config.jurisdiction!r}"
-                },
-                404,
-            )
+            return 404, {
+                "error": f"entity {entity!r} is not stored in jurisdiction {config.jurisdiction!r}"
+            }
         if state.model is None:
-            return answer("predict", started, {"error": "model not loaded"}, 503)
+            return 503, {"error": "model not loaded"}
         try:
             assert state.local is not None
             raw = await state.local.get(FEATURE_PREFIX + entity)
         except (RedisError, OSError) as exc:
-            return answer("predict", started, {"error": f"local store: {exc}"}, 503)
+            return 503, {"error": f"local store: {exc}"}
         if raw is None:
-            return answer("predict", started, {"error": f"unknown entity {entity!r}"}, 404)
+            return 404, {"error": f"unknown entity {entity!r}"}
         try:
             features = modelmod.parse_feature_record(raw, config.verify_features)
         except modelmod.FeatureChecksumError:
             # Never answer from a damaged copy: refuse, and leave the router until the
             # store has been repaired (healthz re-reads the damaged keys).
             state.corrupt_keys.add(FEATURE_PREFIX + entity)
-            return answer(
-                "predict", started, {"error": f"damaged feature record for {entity!r}"}, 503
-            )
+            return 503, {"error": f"damaged feature record for {entity!r}"}
         except ValueError:
-            return answer("predict", started, {"error": f"unreadable features for {entity!r}"}, 503)
-        value = modelmod.score(state.model, features)
+            return 503, {"error": f"unreadable features for {entity!r}"}
+        return 200, {"score": modelmod.score(state.model, features)}
+
+    async def predict(request: Request) -> Response:
+        started = time.perf_counter()
+        body = await _json(request)
+        code, result = await _score(body.get("entity_id") if body else None)
+        if code != 200:
+            return answer("predict", started, result, code)
         return answer(
             "predict",
             started,
             {
-                "entity_id": entity,
-                "score": value,
+                "entity_id": body["entity_id"] if body else None,
+                "score": result["score"],
                 "region": config.region,
                 "model_digest": state.model_digest,
             },
             200,
             {"X-Model-Digest": state.model_digest},
         )
+
+    async def oip_infer(request: Request) -> Response:
+        """Open Inference Protocol v2: one BYTES input holding the entity id."""
+        started = time.perf_counter()
+        name = request.path_params["model"]
+        if name != OIP_MODEL:
+            return answer("infer", started, {"error": f"unknown model {name!r}"}, 404)
+        body = await _json(request)
+        inputs = body.get("inputs") if body else None
+        data = inputs[0].get("data") if isinstance(inputs, list) and inputs else None
+        if not isinstance(inputs[0] if inputs else None, dict) or not isinstance(data, list):
+            return answer("infer", started, {"error": "expected inputs[0].data"}, 400)
+        code, result = await _score(data[0] if data else None)
+        if code != 200:
+            return answer("infer", started, result, code)
+        return answer(
+            "infer",
+            started,
+            {
+                "model_name": OIP_MODEL,
+                "model_version": state.model_digest,
+                "outputs": [
+                    {"name": "score", "shape": [1], "datatype": "FP64", "data": [result["score"]]}
+                ],
+                "parameters": {"region": config.region},
+            },
+            200,
+            {"X-Model-Digest": state.model_digest},
+        )
+
+    async def oip_model(request: Request) -> Response:
+        started = time.perf_counter()
+        if request.path_params["model"] != OIP_MODEL:
+            return answer("model", started, {"error": "unknown model"}, 404)
+        metadata = {
+            "name": OIP_MODEL,
+            "versions": [state.model_digest] if state.model_digest else [],
+            "platform": "scikit-learn",
+            "inputs": [{"name": "entity_id", "datatype": "BYTES", "shape": [1]}],
+            "outputs": [{"name": "score", "datatype": "FP64", "shape": [1]}],
+        }
+        return answer("model", started, metadata, 200)
+
+    async def oip_ready(request: Request) -> Response:
+        response = await healthz(request)
+        return Response(status_code=response.status_code, headers={"X-Region": config.region})
+
+    async def read_event(request: Request) -> Response:
+        """Read back one write from the jurisdiction's primary: 200 present, 404 absent."""
+        started = time.perf_counter()
+        client, seq = request.path_params["client"], request.path_params["seq"]
+        if not _CLIENT.match(client):
+            return answer("read", started, {"error": "bad client id"}, 400)
+        try:
+            assert state.primary is not None
+            value = await state.primary.get(write_key(client, int(seq)))
+        except (RedisError, OSError) as exc:
+            return answer("read", started, {"error": f"primary unavailable: {exc}"}, 503)
+        if value is None:
+            return answer("read", started, {"error": "absent"}, 404)
+        return answer("read", started, {"client": client, "seq": int(seq)}, 200)
 
     async def events(request: Request) -> Response:
         started = time.perf_counter()
@@ -327,6 +393,10 @@ def create_app(config: ServiceConfig) -> Starlette:
         routes=[
             Route("/v1/predict", predict, methods=["POST"]),
             Route("/v1/events", events, methods=["POST"]),
+            Route("/v1/events/{client}/{seq:int}", read_event, methods=["GET"]),
+            Route("/v2/models/{model}/infer", oip_infer, methods=["POST"]),
+            Route("/v2/models/{model}", oip_model, methods=["GET"]),
+            Route("/v2/health/ready", oip_ready, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
         ],

@@ -98,6 +98,8 @@ def test_region_kill_passes_its_gates(home: Path) -> None:
     assert prom["status"] == "ok" and prom["instrumentation_mismatch"] is False
     assert abs(prom["rto_seconds"] - us["rto_seconds"]) <= prom["mismatch_bound_seconds"]
     assert all(r["status"] == "ok" for r in doc["rpo"])
+    wrong = [e for e in doc["integrity"] if e.get("check") == "wrong-answers"]
+    assert wrong and all(e["canaries_checked"] > 0 for e in wrong)  # canaries ran
     card = json.loads((Path(result["run_dirs"][0]) / "scorecard.json").read_text())
     assert card["verdict"] == "PASS"
     _world_gone(home)

@@ -62,3 +62,32 @@ def test_gameday_discover_lists_every_action_and_probe() -> None:
     assert {("action", "infra.actions", name) for name in actions.__all__} <= found
     assert ("probe", "probes.rto", "client_rto") in found
     assert ("probe", "probes.steady_state", "measured") in found
+
+
+@pytest.mark.parametrize(
+    ("platform", "message"),
+    [
+        ("aws", "gameday_platform_file is required for gameday_platform aws"),
+        ("kubernetes", "gameday_platform_file is required for gameday_platform 'kubernetes'"),
+    ],
+)
+def test_each_target_is_its_own_drivers_to_refuse(platform: str, message: str) -> None:
+    # The seam hands the action to infra.<platform>.driver, which refuses before any
+    # call when it is not told which platform file names the targets.
+    with pytest.raises(ConfigError, match=message):
+        actions.kill_region("us-east", configuration={"gameday_platform": platform})
+
+
+def test_after_close_no_fault_is_applied_but_reverts_still_go_through() -> None:
+    import importlib.util
+
+    actions.close()
+    try:
+        with pytest.raises(ConfigError, match="kill-region refused: the process that owns"):
+            actions.kill_region("us-east", configuration={"gameday_platform": "kubernetes"})
+        if importlib.util.find_spec("infra.kubernetes") is None:
+            # A revert is not refused by the gate: it reaches the (missing) driver.
+            with pytest.raises(ConfigError, match="not installed"):
+                actions.revert_all(configuration={"gameday_platform": "kubernetes"})
+    finally:
+        actions._CLOSED.clear()

@@ -56,7 +56,9 @@ def test_the_example_profile_is_read_field_by_field(tmp_path: Path) -> None:
         "write": KindMix(3, 5.0),  # rate keeps its default
         "canary": KindMix(1, 2.0),
     }
-    assert profile.eu_share == 0.25
+    assert profile.shares(["us", "eu"]) == {"us": 0.75, "eu": 0.25}
+    with pytest.raises(LoadConfigError, match=r"residency\.us: not a jurisdiction"):
+        profile.shares(["eu", "apac"])
     assert profile.entities == 500
     assert profile.golden == str(tmp_path / "golden.json")  # relative to the profile file
     assert profile.golden_scores == {"us-1": 0.25, "eu-2": 0.5}
@@ -69,7 +71,7 @@ def test_defaults_and_no_canaries_without_golden_scores() -> None:
     assert profile.shape == "constant"
     assert profile.users is None and profile.duration_s is None
     assert [profile.weight(k) for k in ("predict", "write", "canary")] == [8, 2, 0]
-    assert profile.eu_share == 0.5
+    assert profile.shares(["us", "eu", "apac"]) == {"us": 1 / 3, "eu": 1 / 3, "apac": 1 / 3}
     assert profile.entities == 10_000
 
 
@@ -105,10 +107,10 @@ def test_to_dict_with_golden_scores_is_itself_a_profile(tmp_path: Path) -> None:
         ("mix: {predict: {speed: 1}}\n", "mix.predict.speed: unknown field"),
         ("mix: [1, 2]\n", "mix: expected a mapping"),
         ("residency: {us: 0, eu: 0}\n", "residency: the shares add up to 0"),
-        ("residency: {asia: 1}\n", "residency.asia: unknown field"),
+        ("residency: {asia: fast}\n", "residency.asia: must be a number >= 0, got 'fast'"),
         ("step: {seconds: 0}\n", "step.seconds: must be a number > 0, got 0"),
         ("golden: missing.json\n", "missing.json: cannot read the golden file"),
-        ("golden_scores: {x-1: 0.5}\n", "'x-1': entity ids look like us-<n> or eu-<n>"),
+        ("golden_scores: {'': 0.5}\n", "'': an entity id is a non-empty string"),
         ("golden_scores: {us-1: high}\n", "us-1: score must be a number, got 'high'"),
         ("- 1\n- 2\n", "expected a mapping at the top, got list"),
         ("users: [\n", "not valid YAML"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pyarrow as pa
@@ -265,3 +266,15 @@ def test_merged_timelines_have_row_groups_for_time_range_filters(tmp_path: Path)
     t = meta.schema.to_arrow_schema().get_field_index("t_start")
     stats = meta.row_group(1).column(t).statistics
     assert (stats.min, stats.max) == (float(ROW_GROUP_ROWS + 1), float(2 * ROW_GROUP_ROWS))
+
+
+def test_the_stub_answers_the_open_inference_protocol() -> None:
+    app = StubApp(wrong=frozenset({"us-3"}))
+    body = json.dumps(
+        {"inputs": [{"name": "entity_id", "shape": [1], "datatype": "BYTES", "data": ["us-3"]}]}
+    ).encode()
+    status, answer, headers = app.answer(
+        b"POST", b"/v2/models/stub/infer", {b"x-residency": b"us"}, body
+    )
+    assert status == 200 and headers["X-Region"] == "us-east"
+    assert answer["outputs"][0]["data"] == [score_of("us-3") + 0.25]
