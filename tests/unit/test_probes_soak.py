@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from infra.errors import ConfigError, MalformedInput
-from probes import rto
+from probes import rpo, rto
 from probes.measure import Options, measure_run
 from probes.rpo import MemoryWriteStore
 from probes.timeline import IN_FLIGHT_SLACK, Timeline, read_timeline
@@ -38,6 +38,7 @@ def test_same_figures_as_the_in_memory_path(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scenario: str, chunk: int
 ) -> None:
     monkeypatch.setattr(rto, "CHUNK_ROWS", chunk)
+    monkeypatch.setattr(rpo, "LEDGER_GROUP_ROWS", chunk)  # 5: one client per ledger slice
     run = build(tmp_path / scenario, scenario)
     expected = json.loads((GOLDEN / f"{scenario}.json").read_text())
     assert _measure(run) == expected
