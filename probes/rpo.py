@@ -207,27 +207,32 @@ def stores_from_world(
     return {j: SentinelWriteStore(sentinels, j, pw, timeout) for j in jurisdictions}
 
 
-def _attributed_residency(writes: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+def _attributed_residency(
+    writes: pd.DataFrame, single: Mapping[str, str] | None = None
+) -> tuple[pd.Series, pd.Series]:
     """Each write's residency, a null one taken from its client's other writes.
 
     A writer keeps one residency for its life (loadgen's WriterUser), so a row whose
     residency was lost still belongs to the jurisdiction its client's other rows name.
     When they name none, or several, it is `UNKNOWN_RESIDENCY`: kept, never dropped.
-    Returns (residency, attributed-from-client flag).
+    `single` (client → its one residency) stands for the other writes when `writes`
+    is a slice of them. Returns (residency, attributed-from-client flag).
     """
     residency = writes["residency"].astype("object").where(writes["residency"].notna())
-    named = pd.DataFrame({"client": writes["client"].astype("object"), "res": residency})
-    named = named[named["client"].notna() & named["res"].notna()]
-    kinds = named.drop_duplicates().groupby("client")["res"]
-    single = {c: r.iloc[0] for c, r in kinds if len(r) == 1}
+    attribution: Mapping[Any, str] | None = single
+    if attribution is None:
+        named = pd.DataFrame({"client": writes["client"].astype("object"), "res": residency})
+        named = named[named["client"].notna() & named["res"].notna()]
+        kinds = named.drop_duplicates().groupby("client")["res"]
+        attribution = {c: r.iloc[0] for c, r in kinds if len(r) == 1}
     missing = residency.isna()
-    guessed = writes["client"].astype("object").map(single)
+    guessed = writes["client"].astype("object").map(attribution)
     filled = residency.where(~missing, guessed)
     attributed = missing & filled.notna()
     return filled.fillna(UNKNOWN_RESIDENCY).astype(str), attributed
 
 
-def ledger(frame: pd.DataFrame) -> pd.DataFrame:
+def ledger(frame: pd.DataFrame, single: Mapping[str, str] | None = None) -> pd.DataFrame:
     """One row per written key (`key`, `client`, `seq`, `residency`, `acked`, `t_ack`,
     `t_start`, `ack_time_known`, `ambiguous_candidate`, `residency_from_client`).
 
@@ -251,7 +256,7 @@ def ledger(frame: pd.DataFrame) -> pd.DataFrame:
     known = writes["latency_ms"].notna()
     t_ack = (writes["t_start"] + writes["latency_ms"].fillna(0.0) / 1000.0).where(ok)
     status = writes["status"].fillna(0).astype("int64")
-    residency, from_client = _attributed_residency(writes)
+    residency, from_client = _attributed_residency(writes, single)
     out = pd.DataFrame(
         {
             "key": keys,
@@ -292,15 +297,14 @@ def ledger(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True).drop(columns="failed")
 
 
-def sequence_holes(rows: pd.DataFrame, limit: int = HOLES_LOOKED_UP, already: int = 0) -> list[str]:
+def sequence_holes(rows: pd.DataFrame, limit: int = HOLES_LOOKED_UP) -> list[str]:
     """Keys of the sequence numbers missing inside each client's recorded range.
 
     A writer numbers its writes 1, 2, 3 … and never reuses one, so a number between a
     client's first and last recorded one that has no row is a write whose row was lost
     (a recorder batch lost in a crash). Holes before the first or after the last
     recorded number cannot be told from a client that started late or stopped.
-    Raises ValueError when there are more than `limit` (a broken `seq`, not a hole),
-    `already` found in earlier slices of the same ledger included.
+    Raises ValueError when there are more than `limit` (a broken `seq`, not a hole).
     """
     keyed = rows[rows["key"].notna()]
     holes: list[str] = []
@@ -309,7 +313,7 @@ def sequence_holes(rows: pd.DataFrame, limit: int = HOLES_LOOKED_UP, already: in
         if have.size < 2:
             continue
         missing = int(have[-1] - have[0] + 1) - have.size
-        if already + len(holes) + missing > limit:
+        if len(holes) + missing > limit:
             raise ValueError(
                 f"client {client!r}: {missing} sequence numbers missing between "
                 f"{have[0]} and {have[-1]}: more than {limit} to look up"
@@ -590,8 +594,66 @@ def _rpo_entry(
 LEDGER_GROUP_ROWS = 500_000
 _SLICE_SQL = (
     "SELECT kind, t_start, latency_ms, ok, status, residency, client, seq, row_n FROM tl "
-    "WHERE kind = 'write' AND {where} ORDER BY t_start, row_n"
+    "WHERE kind = 'write' AND ({where}) ORDER BY t_start, row_n"
 )
+
+
+@dataclass
+class _Holes:
+    """`sequence_holes` of one residency's ledger fed a slice at a time.
+
+    Slices come in (client, seq) order and never share a key, so a client's holes are
+    those inside each slice plus those between its last number of the slices before
+    and its first of this one. Per client only its first and last number, its numbers
+    and its missing ones are kept. After `limit` the keys are no longer listed, only
+    the client that went over is followed (for `sequence_holes`' message).
+    """
+
+    limit: int
+    found: int = 0
+    first: dict[str, int] = field(default_factory=dict)
+    last: dict[str, int] = field(default_factory=dict)
+    numbers: dict[str, int] = field(default_factory=dict)
+    missing: dict[str, int] = field(default_factory=dict)
+    over: str | None = None
+
+    def add(self, rows: pd.DataFrame) -> list[str]:
+        """The hole keys of this slice (none once over the limit)."""
+        keyed = rows[rows["key"].notna()]
+        holes: list[str] = []
+        for name, seqs in keyed.groupby("client", sort=True)["seq"]:
+            client = str(name)
+            if self.over is not None and client != self.over:
+                continue
+            have = np.unique(seqs.to_numpy(dtype=np.int64))
+            prev = self.last.get(client)
+            start = int(have[0]) if prev is None else prev + 1
+            missing = int(have[-1]) - start + 1 - have.size
+            self.first.setdefault(client, int(have[0]))
+            self.last[client] = int(have[-1])
+            self.numbers[client] = self.numbers.get(client, 0) + have.size
+            self.missing[client] = self.missing.get(client, 0) + missing
+            if self.over is not None:
+                continue
+            if self.found + len(holes) + missing > self.limit:
+                self.over = client
+                continue
+            if missing:
+                full = np.arange(start, int(have[-1]) + 1, dtype=np.int64)
+                gone = np.setdiff1d(full, have, assume_unique=True)
+                holes.extend(write_key(client, n) for n in gone.tolist())
+        self.found += len(holes)
+        return holes if self.over is None else []
+
+    def error(self) -> str | None:
+        """`sequence_holes`' ValueError message, when over the limit."""
+        if self.over is None:
+            return None
+        c = self.over
+        return (
+            f"client {c!r}: {self.missing[c]} sequence numbers missing between "
+            f"{self.first[c]} and {self.last[c]}: more than {self.limit} to look up"
+        )
 
 
 @dataclass
@@ -601,11 +663,10 @@ class _Book:
     fault: Fault | None
     store: WriteStore | None
     tally: RpoTally
+    holes: _Holes = field(default_factory=lambda: _Holes(HOLES_LOOKED_UP))
     writes: int = 0
     acked: int = 0
     unkeyed: int = 0
-    holes: int = 0
-    holes_error: str | None = None
     store_error: str | None = None
 
     def add(self, residency: str, rows: pd.DataFrame) -> None:
@@ -613,22 +674,11 @@ class _Book:
         self.writes += len(rows)
         self.acked += int(rows["acked"].sum())
         self.unkeyed += int((rows["key"].isna() & rows["acked"]).sum())
-        if (
-            residency == UNKNOWN_RESIDENCY
-            or self.fault is None
-            or self.store is None
-            or self.unkeyed
-            or self.holes_error is not None
-        ):
+        if residency == UNKNOWN_RESIDENCY or self.fault is None or self.store is None:
             return
-        try:
-            holes = sequence_holes(rows, already=self.holes)
-        except ValueError as exc:
-            self.holes_error = str(exc)
-            return
-        self.holes += len(holes)
+        holes = self.holes.add(rows)
         wanted = rows["key"].dropna().astype(str).tolist() + holes
-        if self.store_error is not None or not wanted:
+        if self.unkeyed or self.holes.over or self.store_error is not None or not wanted:
             return
         try:
             present = self.store.present(wanted)
@@ -638,33 +688,48 @@ class _Book:
         self.tally.add(rows, present, holes)
 
 
-def client_slices(timeline: Timeline, group_rows: int) -> list[tuple[str, list[Any]]]:
-    """(SQL condition, parameters) of consecutive client ranges of about `group_rows`
-    writes each, in client order, then the writes without a client.
+def ledger_slices(timeline: Timeline, group_rows: int) -> list[tuple[str, list[Any]]]:
+    """(SQL condition, parameters) of the write slices, in (client, seq) order.
 
-    A client is never split (its key and sequence holes are its own), so one client
-    with more writes than `group_rows` is a slice of its own.
+    Clients are packed whole into slices of at most `group_rows` writes; a client with
+    more is cut into ranges of `seq` (numbers are consecutive, so the ranges are about
+    even). The writes lacking client or seq come last, in one slice (they cannot be
+    read back; an acknowledged one makes its entry an error).
     """
     counts = timeline.query(
-        "SELECT client, count(*) FROM tl WHERE kind = 'write' GROUP BY client "
-        "ORDER BY client NULLS LAST"
+        "SELECT client, count(*), min(seq), max(seq) FROM tl "
+        "WHERE kind = 'write' AND client IS NOT NULL AND seq IS NOT NULL "
+        "GROUP BY client ORDER BY client"
     )
     slices: list[tuple[str, list[Any]]] = []
-    first: Any = None
-    last: Any = None
+    pack: list[str] = []
     size = 0
-    for client, n in counts:
-        if client is None:
+
+    def flush() -> None:
+        if pack:
+            slices.append(("seq IS NOT NULL AND client >= ? AND client <= ?", [pack[0], pack[-1]]))
+            pack.clear()
+
+    for client, n, low, high in counts:
+        if n > group_rows:
+            flush()
+            size = 0
+            pieces = -(-int(n) // group_rows)
+            width = -(-(int(high) - int(low) + 1) // pieces)
+            for lo in range(int(low), int(high) + 1, width):
+                slices.append(("client = ? AND seq >= ? AND seq < ?", [client, lo, lo + width]))
             continue
-        if first is not None and size + n > group_rows:
-            slices.append(("client >= ? AND client <= ?", [first, last]))
-            first, size = None, 0
-        first = client if first is None else first
-        last, size = client, size + n
-    if first is not None:
-        slices.append(("client >= ? AND client <= ?", [first, last]))
-    if counts and counts[-1][0] is None:
-        slices.append(("client IS NULL", []))
+        if size + n > group_rows:
+            flush()
+            size = 0
+        pack.append(client)
+        size += int(n)
+    flush()
+    unkeyed = timeline.query(
+        "SELECT count(*) FROM tl WHERE kind = 'write' AND (client IS NULL OR seq IS NULL)"
+    )
+    if unkeyed[0][0]:
+        slices.append(("client IS NULL OR seq IS NULL", []))
     return slices
 
 
@@ -677,12 +742,18 @@ def rpo_table_scan(
     residencies: Iterable[str] = (),
     group_rows: int | None = None,
 ) -> list[dict[str, Any]]:
-    """`rpo_table` over the timeline queried in place, a slice of clients at a time.
+    """`rpo_table` over the timeline queried in place, a slice of the writes at a time.
 
     Gives the same entries: every figure is a sum, a minimum or a maximum over the
-    slices, the lost-write list keeps its order and truncation. Memory is one slice's
+    slices, the lost-write list keeps its order and truncation, a residency attributed
+    from a client's other writes is taken from all of them. Memory is one slice's
     ledger, whatever the number of writes (`group_rows`, default `LEDGER_GROUP_ROWS`).
     """
+    named = timeline.query(
+        "SELECT client, min(residency), count(DISTINCT residency) FROM tl "
+        "WHERE kind = 'write' AND client IS NOT NULL AND residency IS NOT NULL GROUP BY client"
+    )
+    single = {str(c): str(r) for c, r, n in named if n == 1}
     books: dict[str, _Book] = {}
 
     def book_of(residency: str) -> _Book:
@@ -694,8 +765,8 @@ def rpo_table_scan(
 
     for residency in residencies:
         book_of(residency)
-    for where, params in client_slices(timeline, group_rows or LEDGER_GROUP_ROWS):
-        book = ledger(timeline.table(_SLICE_SQL.format(where=where), params))
+    for where, params in ledger_slices(timeline, group_rows or LEDGER_GROUP_ROWS):
+        book = ledger(timeline.table(_SLICE_SQL.format(where=where), params), single)
         for name, rows in book.groupby("residency", sort=True):
             book_of(str(name)).add(str(name), rows)
         del book
@@ -714,7 +785,7 @@ def rpo_table_scan(
                 prometheus,
                 b.writes,
                 b.acked,
-                b.holes_error,
+                b.holes.error(),
                 b.store_error,
                 b.tally,
             )

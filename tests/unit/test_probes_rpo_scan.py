@@ -23,7 +23,7 @@ from probes.rpo import (
     MemoryWriteStore,
     StoreUnavailable,
     WriteStore,
-    client_slices,
+    ledger_slices,
     rpo_table,
     rpo_table_scan,
 )
@@ -94,7 +94,7 @@ def _both(
 
 
 @pytest.mark.parametrize("listed", [3, 1000], ids=["list-truncated", "list-whole"])
-@pytest.mark.parametrize("group_rows", [1, 80, 150, 400, 1 << 20])
+@pytest.mark.parametrize("group_rows", [1, 30, 80, 150, 400, 1 << 20])
 def test_sliced_ledger_equals_the_whole_ledger(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, group_rows: int, listed: int
 ) -> None:
@@ -116,7 +116,9 @@ def test_sliced_ledger_equals_the_whole_ledger(
     assert [e["residency"] for e in whole] == ["apac", "eu", "us"]
 
 
-def test_slices_never_split_a_client_and_put_unkeyed_writes_last(tmp_path: Path) -> None:
+def test_slices_pack_small_clients_cut_big_ones_and_put_unkeyed_writes_last(
+    tmp_path: Path,
+) -> None:
     cols = _rows()
     for name in cols:
         cols[name].append(cols[name][-1])
@@ -125,12 +127,21 @@ def test_slices_never_split_a_client_and_put_unkeyed_writes_last(tmp_path: Path)
     path = _write(tmp_path / "timeline.parquet", cols)
     timeline = Timeline(path)
     try:
-        slices = client_slices(timeline, 160)
+        packed = ledger_slices(timeline, 160)
+        cut = ledger_slices(timeline, 30)
     finally:
         timeline.close()
     # 77-78 writes per client: two clients per slice of 160 writes at most.
-    assert [p for _, p in slices[:2]] == [["eu-w00", "eu-w01"], ["eu-w02", "eu-w03"]]
-    assert len(slices) == 7 and slices[-1] == ("client IS NULL", [])
+    assert [p for _, p in packed[:2]] == [["eu-w00", "eu-w01"], ["eu-w02", "eu-w03"]]
+    assert len(packed) == 7 and packed[-1] == ("client IS NULL OR seq IS NULL", [])
+    # seq 0…79 in three ranges of 27 numbers per client.
+    assert [p for _, p in cut[:4]] == [
+        ["eu-w00", 0, 27],
+        ["eu-w00", 27, 54],
+        ["eu-w00", 54, 81],
+        ["eu-w01", 0, 27],
+    ]
+    assert len(cut) == 12 * 3 + 1
 
 
 def test_an_acknowledged_write_without_client_fails_its_residency_alike(tmp_path: Path) -> None:
@@ -143,14 +154,17 @@ def test_an_acknowledged_write_without_client_fails_its_residency_alike(tmp_path
     assert "lack client or seq" in whole[1]["reason"]
 
 
-def test_too_many_holes_over_several_slices_are_an_error_alike(tmp_path: Path) -> None:
+@pytest.mark.parametrize("group_rows", [30, 80])
+def test_too_many_holes_over_several_slices_are_an_error_alike(
+    tmp_path: Path, group_rows: int
+) -> None:
     cols = _rows(drop_residency=False)
     # Two writers each missing 60 000 numbers: only together over the limit.
     for client in ("us-w01", "us-w04"):
         at = cols["client"].index(client)
         cols["seq"][at] = -60_000
     path = _write(tmp_path / "timeline.parquet", cols)
-    whole, sliced = _both(path, _stores(cols), 80)
+    whole, sliced = _both(path, _stores(cols), group_rows)
     assert sliced == whole
     us = whole[1]
     assert us["status"] == "error"
