@@ -678,7 +678,9 @@ class _Book:
             return
         holes = self.holes.add(rows)
         wanted = rows["key"].dropna().astype(str).tolist() + holes
-        if self.unkeyed or self.holes.over or self.store_error is not None or not wanted:
+        if self.unkeyed or self.holes.over is not None or self.store_error is not None:
+            return
+        if not wanted:
             return
         try:
             present = self.store.present(wanted)
