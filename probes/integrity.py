@@ -95,31 +95,59 @@ def detection_of(
     answered = starts + frame["latency_ms"].to_numpy(dtype=np.float64) / 1000.0
     by_region = ((frame["region"].astype(str) == region) & frame["region"].notna()).to_numpy()
     served_before = int((by_region & (starts < fault.applied_at)).sum())
-    if not served_before:
+    mine = (frame["residency"].astype(str) == jurisdiction).to_numpy()
+    window = (starts >= fault.applied_at) & (starts <= end)
+    served = window & by_region
+    n_served = int(served.sum())
+    counts = _Sightings(
+        served_before,
+        int((mine & window).sum()),
+        int((mine & window & (starts >= end - settle_seconds)).sum()),
+        n_served,
+        float(answered[served].max()) if n_served else None,
+    )
+    return _detection(head, fault, jurisdiction, end, settle_seconds, counts)
+
+
+@dataclass(frozen=True)
+class _Sightings:
+    """What `detection_of` counts: answers of the region, requests of its jurisdiction."""
+
+    served_before: int
+    asked: int
+    asked_late: int
+    served: int
+    last: float | None  # NaN when an answer after the fault has no latency
+
+
+def _detection(
+    head: dict[str, Any],
+    fault: Fault,
+    jurisdiction: str | None,
+    end: float,
+    settle_seconds: float,
+    seen: _Sightings,
+) -> dict[str, Any]:
+    region = fault.target
+    if not seen.served_before:
         reason = (
             f"region {region!r} answered nothing before the fault: leaving service cannot be seen"
         )
         return failed("no-data", reason, **head, served_before_fault=0)
     if jurisdiction is None:
         reason = f"jurisdiction of region {region!r} unknown (no topology, none in the fault)"
-        return failed("no-data", reason, **head, served_before_fault=served_before)
-    mine = (frame["residency"].astype(str) == jurisdiction).to_numpy()
-    window = (starts >= fault.applied_at) & (starts <= end)
-    asked = int((mine & window).sum())
-    asked_late = int((mine & window & (starts >= end - settle_seconds)).sum())
-    counts = {"served_before_fault": served_before, "requests_after_fault": asked}
-    if not asked:
+        return failed("no-data", reason, **head, served_before_fault=seen.served_before)
+    counts = {"served_before_fault": seen.served_before, "requests_after_fault": seen.asked}
+    if not seen.asked:
         reason = f"no {jurisdiction} request after the fault: whether {region} served is unseen"
         return failed("no-data", reason, **head, **counts)
-    if not asked_late:
+    if not seen.asked_late:
         reason = (
             f"no {jurisdiction} request in the last {settle_seconds:g} s of the observation: "
             f"whether {region} still served is unseen"
         )
         return failed("no-data", reason, **head, **counts)
-    served = window & by_region
-    n_served = int(served.sum())
-    last = float(answered[served].max()) if n_served else None
+    last = seen.last
     left = last is None or last < end - settle_seconds
     detect = (0.0 if last is None else max(0.0, last - fault.applied_at)) if left else None
     return record(
@@ -130,10 +158,68 @@ def detection_of(
             "reason": None,
             "detected": left,
             "time_to_detect_seconds": seconds(detect),
-            "served_after_fault": n_served,
+            "served_after_fault": seen.served,
             "last_served_at": seconds(last),
         }
     )
+
+
+def detection_scan(
+    timeline: Timeline,
+    fault: Fault,
+    until: float,
+    settle_seconds: float = 5.0,
+    region_jur: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """`detection_of` counted by the engine over the timeline in place: the same entry,
+    nothing per row held."""
+    region = fault.target
+    end = min(until, fault.reverted_at) if fault.reverted_at is not None else until
+    jurisdiction: str | None = (region_jur or {}).get(region)
+    declared = fault.details.get("jurisdiction")
+    if jurisdiction is None and isinstance(declared, str) and declared:
+        jurisdiction = declared
+    if jurisdiction is None:
+        names = timeline.query(
+            "SELECT DISTINCT residency FROM tl WHERE region = ? AND residency IS NOT NULL",
+            [region],
+        )
+        jurisdiction = str(names[0][0]) if len(names) == 1 else None
+    head = {
+        "region": region,
+        "jurisdiction": jurisdiction,
+        **fault.describe(),
+        "observed_until": seconds(end),
+        "inputs": {"settle_seconds": settle_seconds},
+        "detected": None,
+        "time_to_detect_seconds": None,
+    }
+    if end - fault.applied_at < settle_seconds:
+        return failed(
+            "no-data",
+            f"observation after the fault ({end - fault.applied_at:.3f} s) is shorter "
+            f"than settle_seconds ({settle_seconds:g} s)",
+            **head,
+        )
+    at = fault.applied_at
+    row = timeline.query(
+        "SELECT count(*) FILTER (WHERE region = ? AND t_start < ?), "
+        "count(*) FILTER (WHERE residency = ? AND t_start >= ? AND t_start <= ?), "
+        "count(*) FILTER (WHERE residency = ? AND t_start >= ? AND t_start <= ? "
+        "AND t_start >= ?), "
+        "count(*) FILTER (WHERE region = ? AND t_start >= ? AND t_start <= ?), "
+        "count(*) FILTER (WHERE region = ? AND t_start >= ? AND t_start <= ? "
+        "AND latency_ms IS NULL), "
+        "max(t_start + latency_ms / 1000.0) FILTER (WHERE region = ? AND t_start >= ? "
+        "AND t_start <= ?) FROM tl",
+        [region, at, jurisdiction, at, end, jurisdiction, at, end, end - settle_seconds]
+        + [region, at, end] * 3,
+    )[0]
+    n_served = int(row[3])
+    # numpy's max of an answer without latency is NaN: kept, so the entry is the same.
+    last = (float("nan") if row[4] else float(row[5])) if n_served else None
+    seen = _Sightings(int(row[0]), int(row[1]), int(row[2]), n_served, last)
+    return _detection(head, fault, jurisdiction, end, settle_seconds, seen)
 
 
 # ------------------------------------------------------------------ wrong answers
@@ -323,8 +409,7 @@ def integrity_table_scan(
 ) -> list[dict[str, Any]]:
     """`integrity_table` over a timeline queried in place: the same entries.
 
-    The wrong answers are counted by the engine; time to detect (corrupt-* faults only)
-    reads the four columns it needs for every row (see docs/measurement.md).
+    The wrong answers and time to detect are counted by the engine: nothing per row.
     """
     source = digest_source or ("given" if expected_digest else "unknown")
     table: list[dict[str, Any]] = []
@@ -336,11 +421,10 @@ def integrity_table_scan(
     corrupt = [n for n, f in enumerate(faults) if f.fault.startswith("corrupt")]
     if not corrupt:
         return table
-    frame = timeline.frame(("region",))
     for n in corrupt:
         fault = faults[n]
         fault_until = until if n + 1 == len(faults) else min(until, faults[n + 1].applied_at)
-        detection = detection_of(frame, fault, fault_until, settle_seconds, region_jur)
+        detection = detection_scan(timeline, fault, fault_until, settle_seconds, region_jur)
         table.append({"check": "time-to-detect", **detection})
     return table
 

@@ -26,7 +26,7 @@ from probes.prometheus import PromClient, compare_rto, prometheus_rto_table
 from probes.readback import stores_from_platform
 from probes.residency import residency_table_scan
 from probes.result import failed, record, seconds
-from probes.rpo import NULL_RPO, WriteStore, rpo_table, stores_from_world
+from probes.rpo import NULL_RPO, WriteStore, rpo_table_scan, stores_from_world
 from probes.rto import ALL, NULL_RTO, RtoParams, rto_table_scan
 from probes.rundir import (
     Fault,
@@ -279,7 +279,8 @@ def _measure(
             store_note = "sentinels of world.json"
         except ValueError as exc:
             store_note = f"world.json: {exc}"
-    rpo = _rpo(timeline, faults, stores, region_jur, prom, residencies)
+    # The ledger is built a slice of clients at a time (docs/measurement.md, "Memory model").
+    rpo = rpo_table_scan(timeline, faults, stores, region_jur, prom, residencies)
     if not rpo:
         rpo = [
             _placeholder(
@@ -355,33 +356,6 @@ def _measure(
         "seconds_to_measure": seconds(time.monotonic() - started, 3),
     }
     return record(doc)
-
-
-def _rpo(
-    timeline: Timeline,
-    faults: list[Fault],
-    stores: Mapping[str, WriteStore] | None,
-    region_jur: dict[str, str],
-    prom: PromClient | None,
-    residencies: list[str],
-) -> list[dict[str, Any]]:
-    """`rpo_table` on the write rows, one residency at a time when that is the same.
-
-    The ledger holds one key per write (the read-back needs them all), so it is the
-    largest thing `measure` builds; one residency at a time divides it. A write without
-    a residency is attributed from its client's other writes, across residencies: when
-    there is one, the ledger is built over every write at once, as before.
-    """
-    unplaced = timeline.query("SELECT count(*) FROM tl WHERE kind = 'write' AND residency IS NULL")
-    if unplaced[0][0] or not residencies:
-        writes = timeline.frame(("client", "seq"), "kind = 'write'")
-        return rpo_table(writes, faults, stores, region_jur, prom, residencies)
-    table: list[dict[str, Any]] = []
-    for residency in residencies:
-        writes = timeline.frame(("client", "seq"), "kind = 'write' AND residency = ?", [residency])
-        table.extend(rpo_table(writes, faults, stores, region_jur, prom, [residency]))
-        del writes
-    return table
 
 
 def _save_queries(run: Path, prom: PromClient) -> None:

@@ -34,7 +34,7 @@ from infra.types import WRITE_KEY_PREFIX, write_key
 from probes.prometheus import PromClient, lag_estimate
 from probes.result import failed, record, seconds
 from probes.rundir import Fault, read_faults, read_json, read_topology, region_jurisdictions
-from probes.timeline import read_timeline
+from probes.timeline import Timeline, read_timeline
 
 __all__ = ["lost_writes"]
 
@@ -207,27 +207,32 @@ def stores_from_world(
     return {j: SentinelWriteStore(sentinels, j, pw, timeout) for j in jurisdictions}
 
 
-def _attributed_residency(writes: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+def _attributed_residency(
+    writes: pd.DataFrame, single: Mapping[str, str] | None = None
+) -> tuple[pd.Series, pd.Series]:
     """Each write's residency, a null one taken from its client's other writes.
 
     A writer keeps one residency for its life (loadgen's WriterUser), so a row whose
     residency was lost still belongs to the jurisdiction its client's other rows name.
     When they name none, or several, it is `UNKNOWN_RESIDENCY`: kept, never dropped.
-    Returns (residency, attributed-from-client flag).
+    `single` (client → its one residency) stands for the other writes when `writes`
+    is a slice of them. Returns (residency, attributed-from-client flag).
     """
     residency = writes["residency"].astype("object").where(writes["residency"].notna())
-    named = pd.DataFrame({"client": writes["client"].astype("object"), "res": residency})
-    named = named[named["client"].notna() & named["res"].notna()]
-    kinds = named.drop_duplicates().groupby("client")["res"]
-    single = {c: r.iloc[0] for c, r in kinds if len(r) == 1}
+    attribution: Mapping[Any, str] | None = single
+    if attribution is None:
+        named = pd.DataFrame({"client": writes["client"].astype("object"), "res": residency})
+        named = named[named["client"].notna() & named["res"].notna()]
+        kinds = named.drop_duplicates().groupby("client")["res"]
+        attribution = {c: r.iloc[0] for c, r in kinds if len(r) == 1}
     missing = residency.isna()
-    guessed = writes["client"].astype("object").map(single)
+    guessed = writes["client"].astype("object").map(attribution)
     filled = residency.where(~missing, guessed)
     attributed = missing & filled.notna()
     return filled.fillna(UNKNOWN_RESIDENCY).astype(str), attributed
 
 
-def ledger(frame: pd.DataFrame) -> pd.DataFrame:
+def ledger(frame: pd.DataFrame, single: Mapping[str, str] | None = None) -> pd.DataFrame:
     """One row per written key (`key`, `client`, `seq`, `residency`, `acked`, `t_ack`,
     `t_start`, `ack_time_known`, `ambiguous_candidate`, `residency_from_client`).
 
@@ -237,10 +242,9 @@ def ledger(frame: pd.DataFrame) -> pd.DataFrame:
     An ambiguous candidate was never acknowledged and failed with a connection error
     (status 0) or a 5xx. Writes lacking `client` or `seq` get key null.
     """
-    writes = frame.loc[
-        frame["kind"] == "write",
-        ["t_start", "latency_ms", "ok", "status", "residency", "client", "seq"],
-    ]
+    columns = ["t_start", "latency_ms", "ok", "status", "residency", "client", "seq"]
+    ranked = "row_n" in frame.columns
+    writes = frame.loc[frame["kind"] == "write", columns + (["row_n"] if ranked else [])]
     keyed = writes["client"].notna() & writes["seq"].notna()
     keys = pd.Series(pd.NA, index=writes.index, dtype="object")
     seq = pd.Series(pd.NA, index=writes.index, dtype="Int64")
@@ -252,7 +256,7 @@ def ledger(frame: pd.DataFrame) -> pd.DataFrame:
     known = writes["latency_ms"].notna()
     t_ack = (writes["t_start"] + writes["latency_ms"].fillna(0.0) / 1000.0).where(ok)
     status = writes["status"].fillna(0).astype("int64")
-    residency, from_client = _attributed_residency(writes)
+    residency, from_client = _attributed_residency(writes, single)
     out = pd.DataFrame(
         {
             "key": keys,
@@ -267,11 +271,15 @@ def ledger(frame: pd.DataFrame) -> pd.DataFrame:
             "residency_from_client": from_client,
         }
     )
+    if ranked:
+        out["row_n"] = writes["row_n"].astype("int64")
     keyed_rows = out[out["key"].notna()]
     # The earliest acknowledgement wins; sort so that `first` picks its row.
     keyed_rows = keyed_rows.sort_values("t_ack", kind="stable", na_position="last")
     grouped = keyed_rows.groupby(["residency", "key"], sort=False)
+    rank = {"row_n": ("row_n", "first")} if ranked else {}
     book = grouped.agg(
+        **rank,
         client=("client", "first"),
         seq=("seq", "first"),
         acked=("acked", "any"),
@@ -327,78 +335,143 @@ def rpo_of(
     were lost, so the entry is `no-data` (its figures kept as evidence: they are those
     of the recorded ledger, and a loss they prove stays proven).
     """
-    acked = rows[rows["acked"]]
-    keys = acked["key"].to_numpy(dtype=object)
-    t_ack = acked["t_ack"].to_numpy(dtype=np.float64)
-    t_start = acked["t_start"].to_numpy(dtype=np.float64)
-    known = acked["ack_time_known"].to_numpy(dtype=bool)
-    here = np.fromiter((k in present for k in keys), dtype=bool, count=keys.size)
-    lost_t = t_ack[~here]
-    lost_keys = keys[~here]
-    lost_known = known[~here]
-    cand = rows.loc[rows["ambiguous_candidate"], "key"].to_numpy(dtype=object)
-    ambiguous = sum(1 for k in cand if k in present)
-    unaccounted = [k for k in holes if k not in present]
-    fields: dict[str, Any] = {"lost_after_fault_reason": None}
-    rpo: float | None = 0.0
-    after: int | None = None
-    acked_after: int | None = None
-    undetermined = 0
-    if fault_at is not None:
-        # t_ack >= t_start: a write started at or after the fault was acknowledged after
-        # it, even when its latency (so its t_ack) is unknown.
-        proven_after = np.where(known, t_ack > fault_at, t_start >= fault_at)
-        acked_after = int(proven_after.sum())
-        after = int(proven_after[~here].sum())
-        undetermined = int(np.sum(~lost_known & ~proven_after[~here]))
-        if acked_after == 0:
-            after = None
-            fields["lost_after_fault_reason"] = (
-                "no write acknowledged after the fault: nothing to lose after it"
-            )
-        elif after == 0 and undetermined:
-            after = None
-            fields["lost_after_fault_reason"] = (
-                f"{undetermined} lost writes started before the fault have no latency: "
-                "whether they were acknowledged after it is unknown"
-            )
-    if lost_t.size:
-        latest = float(lost_t.max()) if fault_at is None else max(fault_at, float(lost_t.max()))
-        rpo = latest - float(lost_t.min())
-    order = np.argsort(lost_t, kind="stable")[:LOST_LISTED]
-    status, reason = "ok", None
-    if unaccounted:
-        status = "no-data"
-        shown = ", ".join(unaccounted[:3]) + (", …" if len(unaccounted) > 3 else "")
-        reason = (
-            f"{len(unaccounted)} sequence numbers are missing from both the timeline and "
-            f"the store ({shown}): the ledger has a hole, lost writes may be uncounted"
+    tally = RpoTally(fault_at)
+    tally.add(rows, present, holes)
+    return tally.entry()
+
+
+@dataclass
+class RpoTally:
+    """The figures of `rpo_of` summed over slices of one residency's ledger.
+
+    Slices must not share a key (split the ledger by client) and must come in client
+    order (the unaccounted keys are quoted in that order). What grows with the writes
+    is bounded: the lost-write list keeps its first `LOST_LISTED` by (t_ack, then the
+    position of the acknowledging row: `t_start`, then `row_n` when the slices carry it).
+    """
+
+    fault_at: float | None
+    acknowledged: int = 0
+    present: int = 0
+    lost: int = 0
+    lost_unknown: int = 0
+    acked_after: int = 0
+    lost_after: int = 0
+    undetermined: int = 0
+    ambiguous: int = 0
+    checked: int = 0
+    holes: int = 0
+    unaccounted: int = 0
+    unaccounted_keys: list[str] = field(default_factory=list)
+    from_client: int = 0
+    first_lost: float | None = None
+    last_lost: float | None = None
+    listed: list[tuple[float, float, int, str]] = field(default_factory=list)
+
+    def add(self, rows: pd.DataFrame, present: set[str], holes: Sequence[str] = ()) -> None:
+        """Count one slice (`ledger` rows, the keys the store holds, its sequence holes)."""
+        acked = rows[rows["acked"]]
+        keys = acked["key"].to_numpy(dtype=object)
+        t_ack = acked["t_ack"].to_numpy(dtype=np.float64)
+        t_start = acked["t_start"].to_numpy(dtype=np.float64)
+        known = acked["ack_time_known"].to_numpy(dtype=bool)
+        here = np.fromiter((k in present for k in keys), dtype=bool, count=keys.size)
+        lost_t = t_ack[~here]
+        self.acknowledged += int(keys.size)
+        self.present += int(here.sum())
+        self.lost += int(lost_t.size)
+        self.lost_unknown += int(np.sum(~known[~here]))
+        cand = rows.loc[rows["ambiguous_candidate"], "key"].to_numpy(dtype=object)
+        self.ambiguous += sum(1 for k in cand if k in present)
+        self.checked += int(cand.size)
+        unaccounted = [k for k in holes if k not in present]
+        self.holes += len(holes)
+        self.unaccounted += len(unaccounted)
+        room = SAMPLE_KEYS - len(self.unaccounted_keys)
+        self.unaccounted_keys.extend(unaccounted[: max(room, 0)])
+        self.from_client += int(rows["residency_from_client"].sum())
+        if self.fault_at is not None:
+            # t_ack >= t_start: a write started at or after the fault was acknowledged
+            # after it, even when its latency (so its t_ack) is unknown.
+            proven_after = np.where(known, t_ack > self.fault_at, t_start >= self.fault_at)
+            self.acked_after += int(proven_after.sum())
+            self.lost_after += int(proven_after[~here].sum())
+            self.undetermined += int(np.sum(~known[~here] & ~proven_after[~here]))
+        if not lost_t.size:
+            return
+        low, high = float(lost_t.min()), float(lost_t.max())
+        self.first_lost = low if self.first_lost is None else min(self.first_lost, low)
+        self.last_lost = high if self.last_lost is None else max(self.last_lost, high)
+        # Without `row_n` the slice's own order breaks ties (a single slice: exact).
+        if "row_n" in acked.columns:
+            rank = acked["row_n"].to_numpy(dtype=np.int64)[~here]
+            starts = t_start[~here]
+        else:
+            rank = np.arange(lost_t.size, dtype=np.int64)
+            starts = np.zeros(lost_t.size)
+        order = np.lexsort((rank, starts, lost_t))[:LOST_LISTED]
+        lost_keys = keys[~here]
+        self.listed.extend(
+            (float(lost_t[i]), float(starts[i]), int(rank[i]), str(lost_keys[i])) for i in order
         )
-    return record(
-        {
-            "status": status,
-            "reason": reason,
-            "rpo_seconds": seconds(rpo),
-            "acknowledged": int(keys.size),
-            "acknowledged_after_fault": acked_after,
-            "present": int(here.sum()),
-            "lost": int(lost_t.size),
-            "lost_after_fault": after,
-            **fields,
-            "lost_ack_time_unknown": int(np.sum(~lost_known)),
-            "ambiguous": int(ambiguous),
-            "failed_writes_checked": int(cand.size),
-            "sequence_holes": len(holes),
-            "unrecorded_present": len(holes) - len(unaccounted),
-            "unaccounted": len(unaccounted),
-            "unaccounted_keys": unaccounted[:SAMPLE_KEYS],
-            "residency_from_client": int(rows["residency_from_client"].sum()),
-            "first_lost_ack_at": seconds(lost_t.min()) if lost_t.size else None,
-            "last_lost_ack_at": seconds(lost_t.max()) if lost_t.size else None,
-            "lost_writes": [{"key": str(lost_keys[i]), "t_ack": seconds(lost_t[i])} for i in order],
-            "lost_writes_truncated": bool(lost_t.size > LOST_LISTED),
-        }
-    )
+        self.listed.sort()
+        del self.listed[LOST_LISTED:]
+
+    def entry(self) -> dict[str, Any]:
+        """The RPO entry's figures, as `rpo_of` gives them on the whole ledger."""
+        fields: dict[str, Any] = {"lost_after_fault_reason": None}
+        after: int | None = None
+        acked_after: int | None = None
+        if self.fault_at is not None:
+            acked_after, after = self.acked_after, self.lost_after
+            if acked_after == 0:
+                after = None
+                fields["lost_after_fault_reason"] = (
+                    "no write acknowledged after the fault: nothing to lose after it"
+                )
+            elif after == 0 and self.undetermined:
+                after = None
+                fields["lost_after_fault_reason"] = (
+                    f"{self.undetermined} lost writes started before the fault have no "
+                    "latency: whether they were acknowledged after it is unknown"
+                )
+        rpo: float | None = 0.0
+        if self.first_lost is not None and self.last_lost is not None:
+            latest = self.last_lost if self.fault_at is None else max(self.fault_at, self.last_lost)
+            rpo = latest - self.first_lost
+        status, reason = "ok", None
+        if self.unaccounted:
+            status = "no-data"
+            shown = ", ".join(self.unaccounted_keys[:3]) + (", …" if self.unaccounted > 3 else "")
+            reason = (
+                f"{self.unaccounted} sequence numbers are missing from both the timeline "
+                f"and the store ({shown}): the ledger has a hole, lost writes may be uncounted"
+            )
+        return record(
+            {
+                "status": status,
+                "reason": reason,
+                "rpo_seconds": seconds(rpo),
+                "acknowledged": self.acknowledged,
+                "acknowledged_after_fault": acked_after,
+                "present": self.present,
+                "lost": self.lost,
+                "lost_after_fault": after,
+                **fields,
+                "lost_ack_time_unknown": self.lost_unknown,
+                "ambiguous": self.ambiguous,
+                "failed_writes_checked": self.checked,
+                "sequence_holes": self.holes,
+                "unrecorded_present": self.holes - self.unaccounted,
+                "unaccounted": self.unaccounted,
+                "unaccounted_keys": list(self.unaccounted_keys),
+                "residency_from_client": self.from_client,
+                "first_lost_ack_at": seconds(self.first_lost),
+                "last_lost_ack_at": seconds(self.last_lost),
+                "lost_writes": [{"key": k, "t_ack": seconds(t)} for t, _, _, k in self.listed],
+                "lost_writes_truncated": self.lost > LOST_LISTED,
+            }
+        )
 
 
 def fault_for(jurisdiction: str, faults: list[Fault], region_jur: dict[str, str]) -> Fault | None:
@@ -432,21 +505,21 @@ def rpo_table(
     return table
 
 
-def _rpo_entry(
+def _refusal(
     residency: str,
-    rows: pd.DataFrame,
     fault: Fault | None,
-    stores: Mapping[str, WriteStore] | None,
-    prometheus: PromClient | None,
-) -> dict[str, Any]:
+    store: WriteStore | None,
+    writes: int,
+    acked: int,
+    unkeyed: int,
+) -> dict[str, Any] | None:
+    """The entry of a residency whose writes cannot be checked, else None."""
     head: dict[str, Any] = {"residency": residency, **NULL_RPO}
     head.update(fault.describe() if fault else {"fault_id": None, "fault_at": None})
-    n_acked = int(rows["acked"].sum())
-    counts = {"acknowledged": n_acked, "writes": len(rows)}
-    unkeyed = int((rows["key"].isna() & rows["acked"]).sum())
+    counts = {"acknowledged": acked, "writes": writes}
     if residency == UNKNOWN_RESIDENCY:
         reason = (
-            f"{len(rows)} writes ({n_acked} acknowledged) have no residency and their "
+            f"{writes} writes ({acked} acknowledged) have no residency and their "
             "client's other writes name none (or several): their store is unknown"
         )
         return {**head, **failed("error", reason, **counts)}
@@ -455,29 +528,271 @@ def _rpo_entry(
         return {**head, **failed("error", reason, **counts)}
     if fault is None:
         return {**head, **failed("no-data", "no fault recorded (events.jsonl)", **counts)}
-    if n_acked == 0:
+    if acked == 0:
         reason = "no acknowledged write of this residency: nothing to check"
         return {**head, **failed("no-data", reason, **counts)}
-    store = (stores or {}).get(residency)
     if store is None:
         return {**head, **failed("no-data", "no store to read the writes back from", **counts)}
+    return None
+
+
+def _checked(
+    residency: str,
+    fault: Fault,
+    store: WriteStore,
+    prometheus: PromClient | None,
+    writes: int,
+    acked: int,
+    holes_error: str | None,
+    store_error: str | None,
+    tally: RpoTally,
+) -> dict[str, Any]:
+    """The entry of a residency whose writes were read back (or failed to be)."""
+    head: dict[str, Any] = {"residency": residency, **NULL_RPO, **fault.describe()}
+    counts = {"acknowledged": acked, "writes": writes}
+    if holes_error is not None:
+        return {**head, **failed("error", f"timeline column 'seq': {holes_error}", **counts)}
+    if store_error is not None:
+        return {**head, **failed("error", store_error, **counts), "store": store.describe()}
+    entry = {**head, **tally.entry(), "writes": writes, "store": store.describe()}
+    entry["replication_lag_estimate"] = lag_estimate(prometheus, fault.applied_at, residency)
+    return entry
+
+
+def _rpo_entry(
+    residency: str,
+    rows: pd.DataFrame,
+    fault: Fault | None,
+    stores: Mapping[str, WriteStore] | None,
+    prometheus: PromClient | None,
+) -> dict[str, Any]:
+    store = (stores or {}).get(residency)
+    acked = int(rows["acked"].sum())
+    unkeyed = int((rows["key"].isna() & rows["acked"]).sum())
+    refused = _refusal(residency, fault, store, len(rows), acked, unkeyed)
+    if refused is not None or fault is None or store is None:
+        return refused or {}
+    tally = RpoTally(fault.applied_at)
+    holes_error = store_error = None
     try:
         holes = sequence_holes(rows)
     except ValueError as exc:
-        return {**head, **failed("error", f"timeline column 'seq': {exc}", **counts)}
-    wanted = rows["key"].dropna().astype(str).tolist() + holes
-    try:
-        present = store.present(wanted)
-    except StoreUnavailable as exc:
-        return {**head, **failed("error", str(exc), **counts), "store": store.describe()}
-    entry = {
-        **head,
-        **rpo_of(rows, present, fault.applied_at, holes),
-        "writes": len(rows),
-        "store": store.describe(),
-    }
-    entry["replication_lag_estimate"] = lag_estimate(prometheus, fault.applied_at, residency)
-    return entry
+        holes_error = str(exc)
+    else:
+        wanted = rows["key"].dropna().astype(str).tolist() + holes
+        try:
+            tally.add(rows, store.present(wanted), holes)
+        except StoreUnavailable as exc:
+            store_error = str(exc)
+    return _checked(
+        residency, fault, store, prometheus, len(rows), acked, holes_error, store_error, tally
+    )
+
+
+# ------------------------------------------------------------------ bounded memory
+#: Writes per ledger slice of `rpo_table_scan` (~500 bytes each while a slice is built).
+LEDGER_GROUP_ROWS = 500_000
+_SLICE_SQL = (
+    "SELECT kind, t_start, latency_ms, ok, status, residency, client, seq, row_n FROM tl "
+    "WHERE kind = 'write' AND ({where}) ORDER BY t_start, row_n"
+)
+
+
+@dataclass
+class _Holes:
+    """`sequence_holes` of one residency's ledger fed a slice at a time.
+
+    Slices come in (client, seq) order and never share a key, so a client's holes are
+    those inside each slice plus those between its last number of the slices before
+    and its first of this one. Per client only its first and last number, its numbers
+    and its missing ones are kept. After `limit` the keys are no longer listed, only
+    the client that went over is followed (for `sequence_holes`' message).
+    """
+
+    limit: int
+    found: int = 0
+    first: dict[str, int] = field(default_factory=dict)
+    last: dict[str, int] = field(default_factory=dict)
+    numbers: dict[str, int] = field(default_factory=dict)
+    missing: dict[str, int] = field(default_factory=dict)
+    over: str | None = None
+
+    def add(self, rows: pd.DataFrame) -> list[str]:
+        """The hole keys of this slice (none once over the limit)."""
+        keyed = rows[rows["key"].notna()]
+        holes: list[str] = []
+        for name, seqs in keyed.groupby("client", sort=True)["seq"]:
+            client = str(name)
+            if self.over is not None and client != self.over:
+                continue
+            have = np.unique(seqs.to_numpy(dtype=np.int64))
+            prev = self.last.get(client)
+            start = int(have[0]) if prev is None else prev + 1
+            missing = int(have[-1]) - start + 1 - have.size
+            self.first.setdefault(client, int(have[0]))
+            self.last[client] = int(have[-1])
+            self.numbers[client] = self.numbers.get(client, 0) + have.size
+            self.missing[client] = self.missing.get(client, 0) + missing
+            if self.over is not None:
+                continue
+            if self.found + len(holes) + missing > self.limit:
+                self.over = client
+                continue
+            if missing:
+                full = np.arange(start, int(have[-1]) + 1, dtype=np.int64)
+                gone = np.setdiff1d(full, have, assume_unique=True)
+                holes.extend(write_key(client, n) for n in gone.tolist())
+        self.found += len(holes)
+        return holes if self.over is None else []
+
+    def error(self) -> str | None:
+        """`sequence_holes`' ValueError message, when over the limit."""
+        if self.over is None:
+            return None
+        c = self.over
+        return (
+            f"client {c!r}: {self.missing[c]} sequence numbers missing between "
+            f"{self.first[c]} and {self.last[c]}: more than {self.limit} to look up"
+        )
+
+
+@dataclass
+class _Book:
+    """One residency's ledger, counted slice by slice (nothing per write is kept)."""
+
+    fault: Fault | None
+    store: WriteStore | None
+    tally: RpoTally
+    holes: _Holes = field(default_factory=lambda: _Holes(HOLES_LOOKED_UP))
+    writes: int = 0
+    acked: int = 0
+    unkeyed: int = 0
+    store_error: str | None = None
+
+    def add(self, residency: str, rows: pd.DataFrame) -> None:
+        """Count one slice; read its keys back unless the entry is already decided."""
+        self.writes += len(rows)
+        self.acked += int(rows["acked"].sum())
+        self.unkeyed += int((rows["key"].isna() & rows["acked"]).sum())
+        if residency == UNKNOWN_RESIDENCY or self.fault is None or self.store is None:
+            return
+        holes = self.holes.add(rows)
+        wanted = rows["key"].dropna().astype(str).tolist() + holes
+        if self.unkeyed or self.holes.over is not None or self.store_error is not None:
+            return
+        if not wanted:
+            return
+        try:
+            present = self.store.present(wanted)
+        except StoreUnavailable as exc:
+            self.store_error = str(exc)
+            return
+        self.tally.add(rows, present, holes)
+
+
+def ledger_slices(timeline: Timeline, group_rows: int) -> list[tuple[str, list[Any]]]:
+    """(SQL condition, parameters) of the write slices, in (client, seq) order.
+
+    Clients are packed whole into slices of at most `group_rows` writes; a client with
+    more is cut into ranges of `seq` (numbers are consecutive, so the ranges are about
+    even). The writes lacking client or seq come last, in one slice (they cannot be
+    read back; an acknowledged one makes its entry an error).
+    """
+    counts = timeline.query(
+        "SELECT client, count(*), min(seq), max(seq) FROM tl "
+        "WHERE kind = 'write' AND client IS NOT NULL AND seq IS NOT NULL "
+        "GROUP BY client ORDER BY client"
+    )
+    slices: list[tuple[str, list[Any]]] = []
+    pack: list[str] = []
+    size = 0
+
+    def flush() -> None:
+        if pack:
+            slices.append(("seq IS NOT NULL AND client >= ? AND client <= ?", [pack[0], pack[-1]]))
+            pack.clear()
+
+    for client, n, low, high in counts:
+        if n > group_rows:
+            flush()
+            size = 0
+            pieces = -(-int(n) // group_rows)
+            width = -(-(int(high) - int(low) + 1) // pieces)
+            for lo in range(int(low), int(high) + 1, width):
+                slices.append(("client = ? AND seq >= ? AND seq < ?", [client, lo, lo + width]))
+            continue
+        if size + n > group_rows:
+            flush()
+            size = 0
+        pack.append(client)
+        size += int(n)
+    flush()
+    unkeyed = timeline.query(
+        "SELECT count(*) FROM tl WHERE kind = 'write' AND (client IS NULL OR seq IS NULL)"
+    )
+    if unkeyed[0][0]:
+        slices.append(("client IS NULL OR seq IS NULL", []))
+    return slices
+
+
+def rpo_table_scan(
+    timeline: Timeline,
+    faults: list[Fault],
+    stores: Mapping[str, WriteStore] | None,
+    region_jur: dict[str, str] | None = None,
+    prometheus: PromClient | None = None,
+    residencies: Iterable[str] = (),
+    group_rows: int | None = None,
+) -> list[dict[str, Any]]:
+    """`rpo_table` over the timeline queried in place, a slice of the writes at a time.
+
+    Gives the same entries: every figure is a sum, a minimum or a maximum over the
+    slices, the lost-write list keeps its order and truncation, a residency attributed
+    from a client's other writes is taken from all of them. Memory is one slice's
+    ledger, whatever the number of writes (`group_rows`, default `LEDGER_GROUP_ROWS`).
+    """
+    named = timeline.query(
+        "SELECT client, min(residency), count(DISTINCT residency) FROM tl "
+        "WHERE kind = 'write' AND client IS NOT NULL AND residency IS NOT NULL GROUP BY client"
+    )
+    single = {str(c): str(r) for c, r, n in named if n == 1}
+    books: dict[str, _Book] = {}
+
+    def book_of(residency: str) -> _Book:
+        if residency not in books:
+            fault = fault_for(residency, faults, region_jur or {})
+            tally = RpoTally(fault.applied_at if fault else None)
+            books[residency] = _Book(fault, (stores or {}).get(residency), tally)
+        return books[residency]
+
+    for residency in residencies:
+        book_of(residency)
+    for where, params in ledger_slices(timeline, group_rows or LEDGER_GROUP_ROWS):
+        book = ledger(timeline.table(_SLICE_SQL.format(where=where), params), single)
+        for name, rows in book.groupby("residency", sort=True):
+            book_of(str(name)).add(str(name), rows)
+        del book
+    table: list[dict[str, Any]] = []
+    for residency in sorted(books):
+        b = books[residency]
+        refused = _refusal(residency, b.fault, b.store, b.writes, b.acked, b.unkeyed)
+        if refused is not None or b.fault is None or b.store is None:
+            table.append(refused or {})
+            continue
+        table.append(
+            _checked(
+                residency,
+                b.fault,
+                b.store,
+                prometheus,
+                b.writes,
+                b.acked,
+                b.holes.error(),
+                b.store_error,
+                b.tally,
+            )
+        )
+    return table
 
 
 def lost_writes(

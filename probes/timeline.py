@@ -223,6 +223,12 @@ class Timeline:
         """Rows of `sql` over the view `tl` (the timeline, normalised)."""
         return self._db.execute(sql, list(params)).fetchall()
 
+    def table(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
+        """The answer of `sql` over the view `tl` as a frame, strings as categoricals."""
+        answer = self._db.sql(sql, params=list(params)).to_arrow_table()
+        frame: pd.DataFrame = answer.to_pandas(strings_to_categorical=True)
+        return frame
+
     def residencies(self) -> list[str]:
         """The residencies that have requests, sorted."""
         rows = self.query("SELECT DISTINCT residency FROM tl WHERE residency IS NOT NULL")

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from infra.errors import ConfigError, MalformedInput
-from probes import rto
+from probes import rpo, rto
 from probes.measure import Options, measure_run
 from probes.rpo import MemoryWriteStore
 from probes.timeline import IN_FLIGHT_SLACK, Timeline, read_timeline
@@ -38,6 +38,7 @@ def test_same_figures_as_the_in_memory_path(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scenario: str, chunk: int
 ) -> None:
     monkeypatch.setattr(rto, "CHUNK_ROWS", chunk)
+    monkeypatch.setattr(rpo, "LEDGER_GROUP_ROWS", chunk)  # 5: one client per ledger slice
     run = build(tmp_path / scenario, scenario)
     expected = json.loads((GOLDEN / f"{scenario}.json").read_text())
     assert _measure(run) == expected
@@ -157,3 +158,43 @@ def test_chart_bins_of_nothing_are_none(tmp_path: Path) -> None:
     empty = pq.read_table(run / "timeline.parquet").slice(0, 0)
     pq.write_table(empty, run / "timeline.parquet")
     assert read_bins(run / "timeline.parquet", None) is None
+
+
+@pytest.mark.parametrize("null_latency", [False, True], ids=["latencies", "a-null-latency"])
+def test_time_to_detect_by_the_engine_equals_the_row_path(
+    tmp_path: Path, null_latency: bool
+) -> None:
+    from probes.integrity import detection_of, detection_scan
+    from probes.rundir import Fault
+
+    run = build(tmp_path / "run", "overlapping")
+    path = run / "timeline.parquet"
+    if null_latency:  # numpy's max is NaN then: the engine must say the same
+        table = pq.read_table(path)
+        latency = table.column("latency_ms").to_pylist()
+        latency[-40:] = [None] * 40
+        index = table.schema.get_field_index("latency_ms")
+        pq.write_table(table.set_column(index, "latency_ms", pa.array(latency)), path)
+    frame = read_timeline(path, columns=("region",))
+    starts = frame["t_start"].to_numpy()
+    at, until = float(starts[37 * 50]), float(starts[-1])
+    faults = [
+        Fault("a", "corrupt-model", "us-east", at),
+        Fault("b", "corrupt-model", "us-east", at, details={"jurisdiction": "eu"}),
+        Fault("c", "corrupt-model", "eu-west", at, reverted_at=at + 30.0),
+        Fault("d", "corrupt-model", "us-west", at),
+        Fault("e", "corrupt-model", "eu-west", float(starts[10])),
+        Fault("f", "corrupt-model", "nowhere", at),
+        Fault("g", "corrupt-model", "us-east", until - 1.0),
+    ]
+    timeline = Timeline(path)
+    try:
+        for fault in faults:
+            for jur in ({}, {"eu-west": "eu"}):
+                expected = detection_of(frame, fault, until, 5.0, jur)
+                assert detection_scan(timeline, fault, until, 5.0, jur) == expected
+    finally:
+        timeline.close()
+    # The cases reach the entry's every branch.
+    kinds = {(e["status"], e["detected"]) for e in [detection_of(frame, f, until) for f in faults]}
+    assert {("ok", True), ("ok", False), ("no-data", None)} <= kinds
