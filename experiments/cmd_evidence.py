@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from experiments.cmd_scorecard import DEFAULT_GATES, DEFAULT_HISTORY, _clock
+from experiments.cmd_scorecard import DEFAULT_GATES, _clock, history_option, max_age_option
 from experiments.exits import EXIT_FAIL, EXIT_PASS, errors_to_exit_codes
 from infra.errors import ConfigError
 
@@ -91,13 +91,7 @@ def _day(when: float) -> str:
 
 
 @click.command("evidence")
-@click.option(
-    "--history",
-    type=click.Path(path_type=Path),
-    default=DEFAULT_HISTORY,
-    show_default=True,
-    help="SQLite history written by `gameday scorecard` (as `gameday report` reads it).",
-)
+@history_option("SQLite history written by `gameday scorecard` (as `gameday report` reads it).")
 @click.option(
     "--since",
     "since_days",
@@ -125,14 +119,7 @@ def _day(when: float) -> str:
     multiple=True,
     help="A gates file runs were scored against, if it moved or changed since (repeatable).",
 )
-@click.option(
-    "--max-age",
-    "max_age_days",
-    type=click.FloatRange(min=0),
-    default=30.0,
-    show_default=True,
-    help="For the readiness report in the bundle: older than this is stale.",
-)
+@max_age_option("For the readiness report in the bundle: older than this is stale.")
 @click.option(
     "--verify",
     "bundle",

@@ -11,6 +11,7 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
@@ -38,6 +39,32 @@ def _clock(ctx: click.Context) -> Clock:
     return clock if callable(clock) else time.time
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def history_option(help: str) -> Callable[[F], F]:
+    """`--history DB`, defaulting to the history `gameday scorecard` appends to."""
+    return click.option(
+        "--history",
+        type=click.Path(path_type=Path),
+        default=DEFAULT_HISTORY,
+        show_default=True,
+        help=help,
+    )
+
+
+def max_age_option(help: str) -> Callable[[F], F]:
+    """`--max-age DAYS` (default 30) as `max_age_days`: how old a latest drill may be."""
+    return click.option(
+        "--max-age",
+        "max_age_days",
+        type=click.FloatRange(min=0),
+        default=30.0,
+        show_default=True,
+        help=help,
+    )
+
+
 @click.command("scorecard")
 @click.argument("run_dirs", nargs=-1, type=click.Path(path_type=Path))
 @click.option(
@@ -47,13 +74,7 @@ def _clock(ctx: click.Context) -> Clock:
     default=None,
     help=f"Gates file (default: {DEFAULT_GATES.parent.name}/{DEFAULT_GATES.name}).",
 )
-@click.option(
-    "--history",
-    type=click.Path(path_type=Path),
-    default=DEFAULT_HISTORY,
-    show_default=True,
-    help="SQLite history every scored run is appended to.",
-)
+@history_option("SQLite history every scored run is appended to.")
 @click.option("--no-history", is_flag=True, help="Do not append to the history.")
 @click.option(
     "--out",
@@ -161,13 +182,7 @@ def _verify(ctx: click.Context, run_dirs: tuple[Path, ...], as_json: bool) -> No
 
 
 @click.command("report")
-@click.option(
-    "--history",
-    type=click.Path(path_type=Path),
-    default=DEFAULT_HISTORY,
-    show_default=True,
-    help="SQLite history written by `gameday scorecard`.",
-)
+@history_option("SQLite history written by `gameday scorecard`.")
 @click.option(
     "--since",
     "since_days",
@@ -176,14 +191,7 @@ def _verify(ctx: click.Context, run_dirs: tuple[Path, ...], as_json: bool) -> No
     show_default=True,
     help="Only drills of the last DAYS days.",
 )
-@click.option(
-    "--max-age",
-    "max_age_days",
-    type=click.FloatRange(min=0),
-    default=30.0,
-    show_default=True,
-    help="A latest drill older than this many days is stale: NO-GO.",
-)
+@max_age_option("A latest drill older than this many days is stale: NO-GO.")
 @click.option(
     "--out",
     "out_dir",

@@ -39,12 +39,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from infra.errors import ConfigError, GamedayError
 from infra.local import world
 from infra.local.model import deployed_model
 from infra.local.topology import load_topology
+
+if TYPE_CHECKING:
+    from scorecards.gates import Gates
 
 REPO = Path(__file__).resolve().parent.parent
 Say = Callable[[str], None]
@@ -262,7 +265,6 @@ def run_drill(
     """Run a drill end to end; raises ConfigError on bad input before anything starts."""
     from experiments import catalog
     from scorecards.gates import load_gates
-    from scorecards.scoring import score
 
     if repeat < 1:
         raise ConfigError(f"--repeat {repeat} must be at least 1")
@@ -311,22 +313,16 @@ def run_drill(
             world.down(info=info)
             phases["world down"] = time.monotonic() - t0
             say("local platform removed")
-    t0 = time.monotonic()
-    ready = [d for d in run_dirs if (d / "timeline.parquet").exists()]
-    if not ready:
-        raise GamedayError(f"no run produced a timeline; see {out_dir}")
-    outcome = score(
-        ready, gates, clock=clock, history=history or base / "history.sqlite", progress=say
-    )
-    phases["scoring"] = time.monotonic() - t0
-    deciding = outcome.drills[0] if outcome.drills else outcome.runs[-1]
-    return DrillResult(
+    return _score_drill(
         name,
         run_dirs,
-        outcome.verdict.value,
-        deciding.out_dir / "scorecard.md",
+        out_dir,
+        gates,
+        history or base / "history.sqlite",
         phases,
         interrupted,
+        say,
+        clock,
     )
 
 
@@ -395,7 +391,6 @@ def run_platform_drill(
     from experiments.plan import check_allowed
     from infra.platform import load_platform
     from scorecards.gates import load_gates
-    from scorecards.scoring import score
 
     if repeat < 1:
         raise ConfigError(f"--repeat {repeat} must be at least 1")
@@ -424,13 +419,38 @@ def run_platform_drill(
         phases[f"drill {index + 1}"] = time.monotonic() - t0
         if interrupted:
             break
+    return _score_drill(
+        name,
+        run_dirs,
+        out_dir,
+        gates,
+        history or base / "history.sqlite",
+        phases,
+        interrupted,
+        say,
+        clock,
+    )
+
+
+def _score_drill(
+    name: str,
+    run_dirs: list[Path],
+    out_dir: Path,
+    gates: Gates,
+    history: Path,
+    phases: dict[str, float],
+    interrupted: bool,
+    say: Say,
+    clock: Callable[[], float],
+) -> DrillResult:
+    """Score the runs that produced a timeline; the repeated drill's card decides, if any."""
+    from scorecards.scoring import score
+
     t0 = time.monotonic()
     ready = [d for d in run_dirs if (d / "timeline.parquet").exists()]
     if not ready:
         raise GamedayError(f"no run produced a timeline; see {out_dir}")
-    outcome = score(
-        ready, gates, clock=clock, history=history or base / "history.sqlite", progress=say
-    )
+    outcome = score(ready, gates, clock=clock, history=history, progress=say)
     phases["scoring"] = time.monotonic() - t0
     deciding = outcome.drills[0] if outcome.drills else outcome.runs[-1]
     return DrillResult(

@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urljoin, urlsplit
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from infra.errors import ConfigError
+from infra.files import read_yaml
 
 __all__ = [
     "DRIVERS",
@@ -402,13 +402,7 @@ def parse_platform(raw: Any, source: Path) -> Platform:
 
 def load_platform(path: Path) -> Platform:
     """Read and validate a platform file; raises ConfigError naming file and field."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read platform file: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    return parse_platform(raw, path)
+    return parse_platform(read_yaml(path, "platform file"), path)
 
 
 def golden_scores(platform: Platform, source: Path) -> dict[str, float]:

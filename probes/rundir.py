@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from infra.files import read_yaml
 from infra.types import FaultRecord, JsonValue, Region, Role, Topology, read_events
 
 __all__: list[str] = []
@@ -103,12 +102,7 @@ def read_topology(path: Path) -> Topology:
     Only what the probes need is checked (name and jurisdiction of every region); the
     platform validates the rest when it starts.
     """
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read topology: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML: {exc}") from exc
+    raw = read_yaml(path, "topology", ValueError)
     entries = raw.get("regions") if isinstance(raw, dict) else None
     if not isinstance(entries, list) or not entries:
         raise ValueError(f"{path}: expected a mapping with a non-empty 'regions' list")

@@ -48,12 +48,11 @@ _SQL_TYPES = {
 }
 
 
-def read_timeline(path: Path, columns: tuple[str, ...] | None = None) -> pd.DataFrame:
-    """The timeline sorted by `t_start`, strings as categoricals (compact for 10⁶ rows).
+def _checked_columns(path: Path) -> set[str]:
+    """The column names of the timeline at `path`, once its schema is known to be usable.
 
-    Raises ConfigError naming the file and the column when the file is missing,
-    unreadable or lacks a required column. A null `ok` reads as False (not a success).
-    `columns` limits the optional columns read (the required ones are always read).
+    Raises ConfigError when the file is missing, unreadable or lacks a required column,
+    MalformedInput when a column has the wrong type.
     """
     if not path.is_file():
         raise ConfigError(f"{path}: timeline not found")
@@ -69,6 +68,17 @@ def read_timeline(path: Path, columns: tuple[str, ...] | None = None) -> pd.Data
     missing = [c for c in REQUIRED if c not in names]
     if missing:
         raise ConfigError(f"{path}: timeline lacks column {missing[0]!r}")
+    return names
+
+
+def read_timeline(path: Path, columns: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """The timeline sorted by `t_start`, strings as categoricals (compact for 10⁶ rows).
+
+    Raises ConfigError naming the file and the column when the file is missing,
+    unreadable or lacks a required column. A null `ok` reads as False (not a success).
+    `columns` limits the optional columns read (the required ones are always read).
+    """
+    names = _checked_columns(path)
     wanted = OPTIONAL if columns is None else tuple(c for c in OPTIONAL if c in columns)
     present = [c for c in (*REQUIRED, *wanted) if c in names]
     try:
@@ -169,20 +179,7 @@ class Timeline:
     def __init__(self, path: Path, memory_limit: str = ENGINE_MEMORY) -> None:
         import duckdb
 
-        if not path.is_file():
-            raise ConfigError(f"{path}: timeline not found")
-        try:
-            schema = pq.read_schema(path)
-        except (OSError, pa.ArrowException) as exc:
-            raise ConfigError(f"{path}: cannot read the timeline as Parquet: {exc}") from exc
-        names = set(schema.names)
-        for fld in schema:
-            problem = timeline_type_problem(fld.name, fld.type)
-            if problem:
-                raise MalformedInput(f"{path}: {problem}")
-        missing = [c for c in REQUIRED if c not in names]
-        if missing:
-            raise ConfigError(f"{path}: timeline lacks column {missing[0]!r}")
+        names = _checked_columns(path)
         self.path = path
         self.columns = names
         self._db = duckdb.connect(config={"memory_limit": memory_limit, "threads": 2})

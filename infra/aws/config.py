@@ -28,10 +28,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from infra.errors import ConfigError
+from infra.files import read_yaml
 
 __all__ = ["AwsAllow", "AwsRegion", "AwsTarget", "load", "validate"]
 
@@ -196,10 +196,4 @@ def validate(doc: dict[str, Any], source: Path) -> AwsTarget:
 
 def load(path: Path) -> AwsTarget:
     """Read a platform file and validate its aws sections (see `validate`)."""
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read platform file: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    return validate(doc, path)
+    return validate(read_yaml(path, "platform file"), path)

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from infra.errors import ConfigError
+from infra.files import read_yaml
 
 __all__ = [
     "KubernetesAllow",
@@ -241,14 +242,7 @@ def _check_allowed(name: str, regions: dict[str, KubernetesRegion], allow: Kuber
 
 def load(path: Path) -> KubernetesTarget:
     """Read a platform file and validate its Kubernetes sections (see `validate`)."""
-    import yaml
-
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read platform file: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    doc = read_yaml(path, "platform file")
     driver = doc.get("driver") if isinstance(doc, dict) else None
     if driver != "kubernetes":
         raise ConfigError(f"{path.name}: driver: {driver!r} is not 'kubernetes'")

@@ -240,6 +240,21 @@ def _missing(exc: BaseException) -> bool:
     return isinstance(cause, ApiException) and cause.status == 404
 
 
+def _unless_missing(what: str, call: Callable[[], object]) -> bool:
+    """Run the API `call`; False when its object was not there (404), True when it ran.
+
+    Any other API failure raises FaultError naming `what`.
+    """
+    try:
+        with _api_errors(what):
+            call()
+    except FaultError as exc:
+        if _missing(exc):
+            return False
+        raise
+    return True
+
+
 def _apps(secrets: dict[str, str]) -> Any:
     from chaosk8s import create_k8s_api_client
     from kubernetes import client
@@ -270,14 +285,10 @@ def _remove_policy(secrets: dict[str, str], namespace: str, name: str) -> bool:
     """Delete a NetworkPolicy; False when it was already gone (a revert is idempotent)."""
     from chaosk8s.networking.actions import remove_network_policy
 
-    try:
-        with _api_errors(f"remove NetworkPolicy {namespace}/{name}"):
-            remove_network_policy(name, ns=namespace, secrets=secrets)
-    except FaultError as exc:
-        if _missing(exc):
-            return False
-        raise
-    return True
+    return _unless_missing(
+        f"remove NetworkPolicy {namespace}/{name}",
+        lambda: remove_network_policy(name, ns=namespace, secrets=secrets),
+    )
 
 
 # --------------------------------------------------------------------------- kill
@@ -635,14 +646,10 @@ def _chaos_mesh(secrets: dict[str, str]) -> bool:
     from kubernetes import client
 
     api = client.ApiextensionsV1Api(create_k8s_api_client(secrets))
-    try:
-        with _api_errors(f"read CustomResourceDefinition {CHAOS_MESH_CRD}"):
-            api.read_custom_resource_definition(CHAOS_MESH_CRD)
-    except FaultError as exc:
-        if _missing(exc):
-            return False
-        raise
-    return True
+    return _unless_missing(
+        f"read CustomResourceDefinition {CHAOS_MESH_CRD}",
+        lambda: api.read_custom_resource_definition(CHAOS_MESH_CRD),
+    )
 
 
 def _delete_chaos(secrets: dict[str, str], namespace: str, name: str) -> bool:
@@ -650,16 +657,12 @@ def _delete_chaos(secrets: dict[str, str], namespace: str, name: str) -> bool:
     from kubernetes import client
 
     api = client.CustomObjectsApi(create_k8s_api_client(secrets))
-    try:
-        with _api_errors(f"delete NetworkChaos {namespace}/{name}"):
-            api.delete_namespaced_custom_object(
-                "chaos-mesh.org", "v1alpha1", namespace, "networkchaos", name
-            )
-    except FaultError as exc:
-        if _missing(exc):
-            return False
-        raise
-    return True
+    return _unless_missing(
+        f"delete NetworkChaos {namespace}/{name}",
+        lambda: api.delete_namespaced_custom_object(
+            "chaos-mesh.org", "v1alpha1", namespace, "networkchaos", name
+        ),
+    )
 
 
 def _degrade(session: _Session, args: dict[str, Any]) -> dict[str, Any]:

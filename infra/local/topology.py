@@ -6,9 +6,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from infra.errors import ConfigError
+from infra.files import read_yaml
 from infra.types import Region, StoreSettings, Topology
 
 DEFAULT_TOPOLOGY = Path(__file__).with_name("topology.yaml")
@@ -24,13 +23,7 @@ _STORE_FIELDS = ("min-replicas-to-write", "min-replicas-max-lag")
 def load_topology(path: Path | None = None) -> Topology:
     """Parse and validate a topology file; errors name the file and the field."""
     path = path or DEFAULT_TOPOLOGY
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read topology: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    return parse_topology(raw, source=str(path))
+    return parse_topology(read_yaml(path, "topology"), source=str(path))
 
 
 def parse_topology(raw: Any, source: str = "<topology>") -> Topology:

@@ -6,7 +6,6 @@ Sentinel monitoring the primary, all on free loopback ports with a password.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -30,27 +29,12 @@ from probes.rundir import Fault
 from probes.timeline import normalise
 from tests.conftest import stop_processes
 from tests.integration.prometheus_process import free_port
+from tests.integration.redis_process import needs_redis, wait_for
 
 PASSWORD = "probe-test-secret"
 T0 = 1_700_000_000.0
 
-pytestmark = pytest.mark.skipif(
-    not (shutil.which("redis-server") and shutil.which("redis-sentinel")),
-    reason="redis-server and redis-sentinel are needed",
-)
-
-
-def wait_for(predicate: object, timeout: float = 10.0) -> bool:
-    assert callable(predicate)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return True
-        except (redis.RedisError, OSError):
-            pass
-        time.sleep(0.05)
-    return False
+pytestmark = needs_redis
 
 
 @dataclass
@@ -103,7 +87,7 @@ def stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stores]:
     ]
     try:
         for port in (ports.primary, ports.replica, ports.sentinel):
-            assert wait_for(lambda p=port: ports.conn(p).ping()), f"port {port} not up"
+            assert wait_for(lambda p=port: ports.conn(p).ping(), 10.0), f"port {port} not up"
         yield ports
     finally:
         stop_processes(procs, grace=5.0)
@@ -193,7 +177,7 @@ def test_stores_from_world_use_every_region_sentinel(stores: Stores) -> None:
 def test_anti_entropy_between_a_primary_and_its_corrupted_replica(stores: Stores) -> None:
     primary, replica = stores.conn(stores.primary), stores.conn(stores.replica)
     primary.mset({f"feat:us-{i}": f"[{i}, 0.5]" for i in range(3000)})
-    assert wait_for(lambda: replica.get("feat:us-2999") is not None)
+    assert wait_for(lambda: replica.get("feat:us-2999") is not None, 10.0)
     feature_stores = {
         "us-east": RedisFeatureStore("127.0.0.1", stores.primary, PASSWORD, batch=500),
         "us-west": RedisFeatureStore("127.0.0.1", stores.replica, PASSWORD, batch=500),

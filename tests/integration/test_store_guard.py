@@ -11,7 +11,6 @@ a whole world on the guarded topology and fails its EU primary region over.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -27,29 +26,14 @@ from infra.local import configs, stores
 from infra.local.topology import DEFAULT_TOPOLOGY, load_topology
 from tests.conftest import Answer, needs_world, running_world, stop_processes
 from tests.integration.prometheus_process import free_port
+from tests.integration.redis_process import needs_redis, wait_for
 
 PASSWORD = "guard-test-secret"
 GUARD = load_topology(DEFAULT_TOPOLOGY.with_name("topology-guarded.yaml")).store_settings("eu")
 # Lag is counted in whole seconds and the good-replica count is refreshed once a second.
 REFUSED_WITHIN = (GUARD.min_replicas_max_lag + 2 + 0.5) if GUARD else 0.0
 
-pytestmark = pytest.mark.skipif(
-    not (shutil.which("redis-server") and shutil.which("redis-sentinel")),
-    reason="redis-server and redis-sentinel are needed",
-)
-
-
-def wait_for(predicate: object, timeout: float = 15.0) -> bool:
-    assert callable(predicate)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return True
-        except (redis.RedisError, OSError):
-            pass
-        time.sleep(0.05)
-    return False
+pytestmark = needs_redis
 
 
 @dataclass
@@ -105,7 +89,8 @@ def group(tmp_path: Path) -> Iterator[Group]:
     made = Group(procs[0], procs[1], ports)
     try:
         linked = wait_for(
-            lambda: made.conn("replica").info("replication")["master_link_status"] == "up"
+            lambda: made.conn("replica").info("replication")["master_link_status"] == "up",
+            15.0,
         )
         assert linked, "the replica never synced"
         yield made
