@@ -156,7 +156,7 @@ def world(moto: em.Moto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Wor
     [
         pytest.param("http://127.0.0.1:5000", True, id="loopback"),
         pytest.param("http://[::1]:5000", True, id="loopback-v6"),
-        pytest.param("https://ec2.us-east-1.amazonaws.com", False, id="aws"),
+        pytest.param("https://ec2.us-east-1.cloud.invalid", False, id="cloud-shaped"),
         pytest.param("http://10.0.0.5:5000", False, id="private"),
         pytest.param("http://localhost.example.com:5000", False, id="lookalike"),
     ],
