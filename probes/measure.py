@@ -279,7 +279,8 @@ def _measure(
             store_note = "sentinels of world.json"
         except ValueError as exc:
             store_note = f"world.json: {exc}"
-    # The ledger is built a slice of clients at a time (docs/measurement.md, "Memory model").
+    # The ledger is built a slice of clients at a time (docs/measurement.md, "Scale: the
+    # memory model").
     rpo = rpo_table_scan(timeline, faults, stores, region_jur, prom, residencies)
     if not rpo:
         rpo = [

@@ -592,10 +592,8 @@ def _rpo_entry(
 # ------------------------------------------------------------------ bounded memory
 #: Writes per ledger slice of `rpo_table_scan` (~500 bytes each while a slice is built).
 LEDGER_GROUP_ROWS = 500_000
-_SLICE_SQL = (
-    "SELECT kind, t_start, latency_ms, ok, status, residency, client, seq, row_n FROM tl "
-    "WHERE kind = 'write' AND ({where}) ORDER BY t_start, row_n"
-)
+_SLICE_COLUMNS = "kind, t_start, latency_ms, ok, status, residency, client, seq"
+_SLICE_SQL = "SELECT {columns}, row_n FROM {view} WHERE {where} ORDER BY t_start, row_n"
 
 
 @dataclass
@@ -767,8 +765,11 @@ def rpo_table_scan(
 
     for residency in residencies:
         book_of(residency)
-    for where, params in ledger_slices(timeline, group_rows or LEDGER_GROUP_ROWS):
-        book = ledger(timeline.table(_SLICE_SQL.format(where=where), params), single)
+    slices = ledger_slices(timeline, group_rows or LEDGER_GROUP_ROWS)
+    view = timeline.writes(_SLICE_COLUMNS) if slices else ""
+    for where, params in slices:
+        sql = _SLICE_SQL.format(columns=_SLICE_COLUMNS, view=view, where=where)
+        book = ledger(timeline.table(sql, params), single)
         for name, rows in book.groupby("residency", sort=True):
             book_of(str(name)).add(str(name), rows)
         del book

@@ -26,10 +26,10 @@ Python loop per request. `__all__` lists the Chaos Toolkit probe; `rto_table` an
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -38,7 +38,7 @@ import pandas as pd
 from infra.errors import ConfigError
 from probes.result import failed, record, seconds
 from probes.rundir import Fault, read_faults
-from probes.timeline import KINDS, Timeline, read_timeline
+from probes.timeline import KINDS, Timeline, Unsorted, read_timeline
 
 __all__ = ["client_rto"]
 
@@ -96,7 +96,7 @@ def window_health(
 
 
 #: Rows per step of the per-window arithmetic: the temporaries of a step stay a few
-#: tens of MiB however long the stream (docs/measurement.md, "Memory model").
+#: tens of MiB however long the stream (docs/measurement.md, "Scale: the memory model").
 CHUNK_ROWS = 1 << 20
 
 
@@ -210,25 +210,6 @@ class _Stream:
     horizon: float
     window: float
 
-    @property
-    def lead(self) -> float:
-        """Seconds from the fault to the first request after it."""
-        return float(self.t[0] - self.fault_at)
-
-    def lead_unobserved(self) -> float:
-        """The lead when it is longer than W (nothing judged it), else 0."""
-        return (
-            min(self.lead, max(self.horizon - self.fault_at, 0.0))
-            if self.lead > self.window
-            else 0.0
-        )
-
-    def unobserved_in(self, begin: float, end: float) -> float:
-        """Unobserved seconds of the spans starting in `[begin, end)` (plus the lead)."""
-        span = (self.t >= begin) & (self.t < end)
-        lead = self.lead_unobserved() if begin <= self.fault_at else 0.0
-        return lead + float(np.sum(self.unobserved[span]))
-
 
 def _stream(
     t: FloatArray, ok: BoolArray, fault_at: float, until: float, params: RtoParams
@@ -254,6 +235,310 @@ def _stream(
     return _Stream(t, ok, counts, healthy, failing, stable, unobserved, fault_at, horizon, window)
 
 
+#: Request starts a frame of the RTO scan owns (`_frames`): per-window arrays are built
+#: one frame at a time, so a stream of any length needs memory for one frame and its
+#: look-ahead only (docs/measurement.md, "Scale: the memory model").
+FRAME_ROWS = 1 << 20
+
+
+class Spread(Protocol):
+    """Latency percentiles of the requests a scan adds, as `_percentiles` gives them
+    (with `requests`, their count)."""
+
+    def add(self, latency_ms: FloatArray) -> None: ...
+
+    def result(self) -> dict[str, Any]: ...
+
+
+class HeldSpread:
+    """`Spread` over the values themselves, kept: numpy's percentiles."""
+
+    def __init__(self) -> None:
+        self._parts: list[FloatArray] = []
+
+    def add(self, latency_ms: FloatArray) -> None:
+        self._parts.append(latency_ms.copy())
+
+    def result(self) -> dict[str, Any]:
+        during = np.concatenate(self._parts) if self._parts else np.empty(0)
+        return {**_percentiles(during), "requests": int(during.size)}
+
+
+#: A sorted run of requests of one stream: starts, `ok`, latencies (ms, NaN unknown).
+Block = tuple[FloatArray, BoolArray, FloatArray]
+
+
+def _frames(blocks: Iterable[Block], lookahead: float) -> Iterator[tuple[Block, int]]:
+    """Cut the rows of `blocks` (sorted by start, arriving in any sizes) into frames.
+
+    Yields `(rows, own)`: the first `own` rows are the frame's; the rest reach at
+    least `lookahead` seconds past the first row after them and only serve to judge the
+    frame's own (a window, the next start, a stability period). A frame never splits
+    rows sharing a start. The cuts depend only on the rows, never on how they arrived,
+    so every reader of the same stream computes on the same frames. The last frame owns
+    all its rows.
+    """
+    t: FloatArray = np.empty(0, dtype=np.float64)
+    ok: BoolArray = np.empty(0, dtype=bool)
+    lat: FloatArray = np.empty(0, dtype=np.float64)
+    pending: list[Block] = []
+    held, need = 0, FRAME_ROWS + 1
+    for block in blocks:
+        if not block[0].size:
+            continue
+        pending.append(block)
+        held += int(block[0].size)
+        if held < need:
+            continue
+        t, ok, lat = _join([(t, ok, lat), *pending])
+        pending = []
+        pos = 0
+        while (cut := _cut(t[pos:], lookahead)) is not None:
+            own, end = cut
+            yield (t[pos : pos + end], ok[pos : pos + end], lat[pos : pos + end]), own
+            pos += own
+        t, ok, lat = t[pos:], ok[pos:], lat[pos:]
+        held = int(t.size)
+        # Wait for twice as many rows when a look-ahead is missing: each row is copied a
+        # bounded number of times however sparse the stream.
+        need = max(FRAME_ROWS + 1, 2 * held)
+    if pending:
+        t, ok, lat = _join([(t, ok, lat), *pending])
+    if t.size:
+        yield (t, ok, lat), int(t.size)
+
+
+def _join(parts: list[Block]) -> Block:
+    """The rows of `parts` as one block (without a copy when only one holds rows)."""
+    full = [p for p in parts if p[0].size]
+    if len(full) == 1:
+        return full[0]
+    return (
+        np.concatenate([p[0] for p in full]),
+        np.concatenate([p[1] for p in full]),
+        np.concatenate([p[2] for p in full]),
+    )
+
+
+def _cut(t: FloatArray, lookahead: float) -> tuple[int, int] | None:
+    """(rows owned, rows in the frame) of a frame cut from the front of `t`, or None
+    while `t` lacks the rows to own `FRAME_ROWS` or their look-ahead."""
+    if t.size <= FRAME_ROWS:
+        return None
+    own = int(np.searchsorted(t, t[FRAME_ROWS - 1], side="right"))
+    if own >= t.size:
+        return None
+    reach = int(np.searchsorted(t, t[own] + lookahead, side="left"))
+    if reach >= t.size:
+        return None
+    return own, reach + 1
+
+
+class _Scan:
+    """The running figures of `rto_of` over a stream's frames, in start order.
+
+    Everything `rto_of` reports is a sum, a count, an extremum or a run over the rows,
+    so it is carried from frame to frame: the result does not depend on the frames'
+    sizes. Rows are numbered from the fault (`n` rows seen so far).
+    """
+
+    def __init__(
+        self, fault_at: float, until: float, params: RtoParams, lat_end: float, spread: Spread
+    ) -> None:
+        self.fault_at, self.until, self.params, self.lat_end = fault_at, until, params, lat_end
+        self.horizon = until - params.window_seconds
+        self.n = 0
+        self.first_t: float | None = None
+        self.last_t: float | None = None
+        self.enough = False  # some judged window holds min_requests requests
+        self.unobserved = 0.0
+        self.unobserved_pre = 0.0  # of the rows before the recovery
+        self.unobserved_after = 0.0  # of the rows from the recovery on
+        self.seen_failing = False
+        self.since_failing = 0.0  # unobserved from the last window seen failing on
+        self.fails = 0
+        self.first_fail: float | None = None
+        # The impact: rows before the recovery (all rows while none is found).
+        self.impact_fails = 0
+        self.impact_last_fail: float | None = None
+        self.impact_last_end: float | None = None
+        self.brownout = 0.0
+        self.below = 0
+        self.too_few = 0
+        self.idx: int | None = None
+        self.t_rec = self.prev_t = self.next_t = math.nan
+        # Relapses: the run of unstable starts being read, if any.
+        self.relapses: list[dict[str, Any]] = []
+        self.run_open = False
+        self.run_fails = 0
+        self.run_first_fail: float | None = None
+        self.past_horizon = False
+        # Whether the stream had no failure and no gap over W in [fault_at, until).
+        self.clean = True
+        self.edge = fault_at
+        self.spread = spread
+
+    def feed(self, rows: Block, own: int) -> None:
+        t, ok, lat = rows
+        p = self.params
+        s = _stream(t, ok, self.fault_at, self.until, p)
+        mine, good = t[:own], ok[:own]
+        if self.first_t is None:
+            self.first_t = float(t[0])
+        judged = mine + p.window_seconds <= self.until
+        self.enough = self.enough or bool(np.any(judged & (s.counts[:own] >= p.min_requests)))
+        unobserved = s.unobserved[:own]
+        total = float(np.sum(unobserved))
+        self.unobserved += total
+        seen = np.flatnonzero(s.failing[:own] & (mine <= self.horizon))
+        if seen.size:
+            since = int(np.searchsorted(mine, mine[seen[-1]], side="left"))
+            self.since_failing = float(np.sum(unobserved[since:]))
+            self.seen_failing = True
+        else:
+            self.since_failing += total
+        fails = np.flatnonzero(~good)
+        if fails.size and self.first_fail is None:
+            self.first_fail = float(mine[fails[0]])
+        self.fails += int(fails.size)
+        self.observe(mine, good)
+        self.spread.add(lat[:own][mine < self.lat_end])
+        if self.idx is None:
+            self._impact(t, ok, lat, s, own, fails, unobserved)
+        else:
+            self.unobserved_after += total
+            self._relapse_rows(t, ok, s.stable, 0, own)
+        self.n += own
+        self.last_t = float(mine[-1])
+
+    def observe(self, mine: FloatArray, good: BoolArray) -> None:
+        """Carry `clean` over the next rows (the gap to `until` is the caller's)."""
+        cut = int(np.searchsorted(mine, self.until, side="left"))
+        if not cut:
+            return
+        self.clean = self.clean and bool(good[:cut].all())
+        gaps = np.diff(np.concatenate(([self.edge], mine[:cut])))
+        if gaps.size and float(np.max(gaps)) > self.params.window_seconds:
+            self.clean = False
+        self.edge = float(mine[cut - 1])
+
+    def _impact(
+        self,
+        t: FloatArray,
+        ok: BoolArray,
+        lat: FloatArray,
+        s: _Stream,
+        own: int,
+        fails: npt.NDArray[np.intp],
+        unobserved: FloatArray,
+    ) -> None:
+        """Look for the recovery among the frame's own rows; add up the impact before it."""
+        p = self.params
+        hit = earliest_stable(t, s.stable, self.fault_at, p.stability_seconds, s.horizon, ok)
+        found = hit is not None and hit < own
+        mine = t[:own]
+        stop = float(t[hit]) if found and hit is not None else self.horizon
+        n_stop = int(np.searchsorted(mine, stop, side="left"))
+        healthy = s.healthy[:n_stop]
+        # Brownout: r(u) held from one request start to the next, summed where unhealthy.
+        nxt = np.minimum(np.append(t[1:], stop)[:n_stop], stop)
+        self.brownout += float(np.sum((nxt - t[:n_stop])[~healthy]))
+        if self.n == 0 and n_stop and not healthy[0]:
+            # From the fault to the first request after it, the ratio was already the
+            # first window's (the window starting just before the fault holds its failures).
+            self.brownout += float(t[0] - self.fault_at)
+        judged = t[:n_stop] + p.window_seconds <= self.until
+        enough = s.counts[:n_stop] >= p.min_requests
+        self.below += int(np.sum(judged & ~healthy & enough))
+        self.too_few += int(np.sum(judged & ~enough))
+        impact = fails[fails < n_stop] if found else fails
+        if impact.size:
+            self.impact_fails += int(impact.size)
+            self.impact_last_fail = float(mine[impact[-1]])
+            ends = float(np.max(mine[impact] + np.nan_to_num(lat[impact], nan=0.0) / 1000.0))
+            last = self.impact_last_end
+            self.impact_last_end = ends if last is None else max(last, ends)
+        if not found or hit is None:
+            self.unobserved_pre += float(np.sum(unobserved))
+            return
+        self.unobserved_pre += float(np.sum(unobserved[:n_stop]))
+        self.unobserved_after += float(np.sum(unobserved[n_stop:]))
+        self.idx = self.n + hit
+        self.t_rec = float(t[hit])
+        if hit:
+            self.prev_t = float(t[hit - 1])
+        else:
+            self.prev_t = self.last_t if self.last_t is not None else self.fault_at
+        self.next_t = float(t[hit + 1]) if hit + 1 < t.size else self.t_rec
+        self._relapse_rows(t, ok, s.stable, hit + 1, own)
+
+    def _relapse_rows(
+        self, t: FloatArray, ok: BoolArray, stable: BoolArray, at: int, own: int
+    ) -> None:
+        """Read the runs of unstable starts in rows `[at, own)` (see `rto_of`: relapses)."""
+        if self.past_horizon:
+            if self.run_open:
+                self._count(t, ok, at, own)
+            return
+        hi = max(at, int(np.searchsorted(t[:own], self.horizon, side="right")))
+        reached = hi < own  # the last start that can be judged is in this frame
+        bad = ~stable[at:hi]
+        if self.run_open and (not bad.size or not bad[0]):
+            if bad.size:
+                self._end_run(t, ok, at, at)
+            elif reached:
+                self._count(t, ok, at, own)
+        edges = np.diff(np.concatenate(([0], bad.astype(np.int8), [0])))
+        for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
+            first, stop = at + int(a), at + int(b)
+            if not (self.run_open and first == at):
+                self.run_open, self.run_fails, self.run_first_fail = True, 0, None
+            if stop < hi:
+                self._end_run(t, ok, first, stop)
+            else:
+                # Open at the frame's end, or at the horizon: then it is still going on at
+                # the end of the observation, and every later failure is its own.
+                self._count(t, ok, first, own)
+        self.past_horizon = reached
+
+    def _count(self, t: FloatArray, ok: BoolArray, a: int, b: int) -> None:
+        fails = np.flatnonzero(~ok[a:b])
+        if fails.size:
+            if self.run_first_fail is None:
+                self.run_first_fail = float(t[a + int(fails[0])])
+            self.run_fails += int(fails.size)
+
+    def _end_run(self, t: FloatArray, ok: BoolArray, first: int, stop: int) -> None:
+        """The open run ends at the stable start `stop`: its failures are those before
+        the first request sharing that start."""
+        end_at = float(t[stop])
+        limit = int(np.searchsorted(t, end_at, side="left"))
+        self._count(t, ok, first, max(first, limit))
+        self._close(end_at)
+
+    def _close(self, end_at: float | None) -> None:
+        if self.run_open and self.run_fails and self.run_first_fail is not None:
+            start_at = self.run_first_fail
+            self.relapses.append(
+                {
+                    "start_at": seconds(start_at),
+                    "end_at": seconds(end_at),
+                    "length_seconds": seconds(
+                        (end_at if end_at is not None else self.until) - start_at
+                    ),
+                    "failures": self.run_fails,
+                    "ongoing": end_at is None,
+                }
+            )
+        self.run_open = False
+
+    def lead_unobserved(self) -> float:
+        """Seconds from the fault to the first request after it, when longer than W."""
+        lead = float(self.first_t if self.first_t is not None else self.until) - self.fault_at
+        w = self.params.window_seconds
+        return min(lead, max(self.horizon - self.fault_at, 0.0)) if lead > w else 0.0
+
+
 def rto_of(
     starts: FloatArray,
     ok: BoolArray,
@@ -262,64 +547,98 @@ def rto_of(
     until: float,
     params: RtoParams,
     latency_until: float | None = None,
-    total: int | None = None,
 ) -> dict[str, Any]:
     """The RTO figures of one stream of requests (sorted `starts`) for one fault.
 
     `until` ends the observation (the last request start of the run, or the next
     fault on this stream's jurisdiction); requests after it are ignored.
     `latency_until` ends the "during the fault" latency window (default `until`; the
-    fault's revert when known). `total` is the stream's size when `starts` holds only
-    the part a fault needs (`probes.timeline.Stream`). Returns the result dict;
-    `status` is "no-data" (with
-    `reason`) when the stream cannot show a recovery: no requests after the fault, an
-    observation shorter than `stability + W`, no window after the fault holding
-    `min_requests` requests, or no recovery while part of the observation after the
-    last failing window went unobserved (too few requests, or a gap longer than W).
+    fault's revert when known). See `rto_scan` for the statuses.
+    """
+    begin = int(np.searchsorted(starts, fault_at, side="left"))
+    end = int(np.searchsorted(starts, until, side="right"))
+    before = (starts[:begin], ok[:begin], latency_ms[:begin])
+    window = (starts[begin:end], ok[begin:end], latency_ms[begin:end])
+    entry, _ = rto_scan(before, [window], fault_at, until, params, int(starts.size), latency_until)
+    return entry
+
+
+def rto_scan(
+    before: Block,
+    blocks: Iterable[Block],
+    fault_at: float,
+    until: float,
+    params: RtoParams,
+    total: int,
+    latency_until: float | None = None,
+    spread: Spread | None = None,
+) -> tuple[dict[str, Any], bool]:
+    """The RTO figures of one stream for one fault, read frame by frame; and whether the
+    stream was clean over the observation (`covering_fault`).
+
+    `blocks` holds the stream's requests started in `[fault_at, until]`, sorted, in
+    blocks of any size; `before` its requests before the fault, at least the last one
+    and the failures possibly still in flight at the fault; `total` the stream's size.
+    `spread` takes the latencies of the requests started before `latency_until` and
+    gives their percentiles (default `HeldSpread`: numpy's, over values it keeps).
+    `status` is "no-data" (with `reason`) when the stream cannot show a recovery: no
+    requests after the fault, an observation shorter than `stability + W`, no window
+    after the fault holding `min_requests` requests, or no recovery while part of the
+    observation after the last failing window went unobserved (too few requests, or a
+    gap longer than W). Memory: one frame (`FRAME_ROWS` rows and `stability + 2 W`
+    seconds of look-ahead), whatever the stream's length.
     """
     window = params.window_seconds
     stability = params.stability_seconds
-    size = int(starts.size) if total is None else total
+    lat_end = until if latency_until is None else min(latency_until, until)
     base: dict[str, Any] = {
         **NULL_RTO,
         "fault_at": seconds(fault_at),
         "observed_until": seconds(until),
-        "inputs": {**params.as_dict(), "requests": size},
+        "inputs": {**params.as_dict(), "requests": total},
     }
-    end = int(np.searchsorted(starts, until, side="right"))
-    begin = int(np.searchsorted(starts, fault_at, side="left"))
-    after = end - begin
-    base["requests_after_fault"] = after
-    if size == 0:
-        return failed("no-data", "no requests of this kind and residency", **base)
-    if after <= 0:
-        return failed("no-data", "no request started at or after the fault", **base)
-    if until - fault_at < stability + window:
+    scan = _Scan(fault_at, until, params, lat_end, spread or HeldSpread())
+    short = total == 0 or until - fault_at < stability + window
+    if short:
+        # Nothing to judge: the rows are only counted (and checked for `covering_fault`).
+        for t, ok, _lat in blocks:
+            scan.n += int(t.size)
+            scan.observe(t, ok)
+    else:
+        for rows, own in _frames(blocks, stability + 2 * window):
+            scan.feed(rows, own)
+    clean = scan.clean and until - scan.edge <= window
+    base["requests_after_fault"] = scan.n
+    if total == 0:
+        return failed("no-data", "no requests of this kind and residency", **base), clean
+    if scan.n <= 0:
+        return failed("no-data", "no request started at or after the fault", **base), clean
+    if short:
         return failed(
             "no-data",
             f"observation after the fault ({until - fault_at:.3f} s) is shorter than "
             f"stability + window ({stability + window:g} s)",
             **base,
-        )
-    # Only requests in [t_f, until] matter: a window judged for recovery ends by `until`.
-    t = starts[begin:end]
-    good = ok[begin:end]
-    lat = latency_ms[begin:end]
-    s = _stream(t, good, fault_at, until, params)
-    counts, healthy = s.counts, s.healthy
-    judged = t + window <= until
-    if not (counts[judged] >= params.min_requests).any():
+        ), clean
+    return _finish(scan, before, base), clean
+
+
+def _finish(scan: _Scan, before: Block, base: dict[str, Any]) -> dict[str, Any]:
+    """The entry of a stream read to its end."""
+    p = scan.params
+    window = p.window_seconds
+    fault_at = scan.fault_at
+    if not scan.enough:
         return failed(
             "no-data",
-            f"no window after the fault holds min_requests ({params.min_requests}) "
+            f"no window after the fault holds min_requests ({p.min_requests}) "
             f"requests: the request rate is too low for W = {window:g} s",
             **base,
         )
-    unobserved_total = s.unobserved_in(fault_at, math.inf)
+    unobserved_total = scan.lead_unobserved() + scan.unobserved
     base["unobserved_seconds"] = seconds(unobserved_total)
-    idx = earliest_stable(t, s.stable, fault_at, stability, s.horizon, good)
-    if idx is None:
-        hidden = _unobserved_after_last_failure(s)
+    if scan.idx is None:
+        hidden = scan.since_failing if scan.seen_failing else unobserved_total
         if hidden > 0:
             return failed(
                 "no-data",
@@ -328,40 +647,28 @@ def rto_of(
                 "unseen",
                 **base,
             )
+    first_t = float(scan.first_t if scan.first_t is not None else fault_at)
     # No impact only when the stream was seen healthy from the fault on: a first
     # request more than W after the fault leaves that span unobserved, which counts
     # against the RTO exactly as a failure there would.
-    impact = not (idx == 0 and s.lead <= window)
-    recovered = idx is not None
-    t_rec = float(t[idx]) if idx is not None else None
-    stop = t_rec if t_rec is not None else until - window  # end of the impact period
-    n_stop = int(np.searchsorted(t, stop, side="left"))
-    failures = ~good
-    fail_idx = np.flatnonzero(failures)
-    before_stop = fail_idx[fail_idx < n_stop] if t_rec is not None else fail_idx
-    # Brownout: r(u) held from one request start to the next, summed where unhealthy.
-    nxt = np.minimum(np.append(t[1:], stop), stop)[:n_stop]
-    brownout = float(np.sum((nxt - t[:n_stop])[~healthy[:n_stop]]))
-    if n_stop and not healthy[0]:
-        # From the fault to the first request after it, the ratio was already the first
-        # window's (the window starting just before the fault holds its failures).
-        brownout += float(t[0] - fault_at)
+    impact = not (scan.idx == 0 and first_t - fault_at <= window)
+    recovered = scan.idx is not None
+    t_rec = scan.t_rec if recovered else None
+    uncertainty: float | None
     if not impact:
         recovered_at: float | None = fault_at
         rto: float | None = 0.0
-        prev = starts[begin - 1] if begin > 0 else fault_at
-        uncertainty: float | None = float(t[0] - prev)
-    elif t_rec is not None and idx is not None:
+        uncertainty = first_t - (float(before[0][-1]) if before[0].size else fault_at)
+    elif t_rec is not None:
         recovered_at, rto = t_rec, t_rec - fault_at
-        prev_t = t[idx - 1] if idx > 0 else fault_at
-        next_t = t[idx + 1] if idx + 1 < t.size else t_rec
-        uncertainty = float(max(t_rec - prev_t, next_t - t_rec))
+        uncertainty = max(t_rec - scan.prev_t, scan.next_t - t_rec)
     else:
         recovered_at = rto = uncertainty = None
-    relapses = _relapses(s, idx, until) if idx is not None else None
-    lat_end = until if latency_until is None else min(latency_until, until)
-    during = lat[t < lat_end]
-    judged_stop = judged[:n_stop]
+    relapses: list[dict[str, Any]] | None = None
+    if recovered:
+        scan._close(None)
+        relapses = scan.relapses
+    spread = scan.spread.result()
     return record(
         {
             **base,
@@ -372,113 +679,58 @@ def rto_of(
             "rto_seconds": seconds(rto),
             "recovered_at": seconds(recovered_at),
             "uncertainty_seconds": seconds(uncertainty),
-            "impact_onset_at": seconds(t[fail_idx[0]]) if fail_idx.size else None,
-            "last_failure_at": seconds(t[before_stop[-1]]) if before_stop.size else None,
-            "last_failure_completed_at": _completed(
-                starts[:begin], ok[:begin], latency_ms[:begin], fault_at, t, lat, before_stop
-            ),
-            "failed": int(before_stop.size),
-            "failed_after_fault": int(fail_idx.size),
-            "failed_after_recovery": int(fail_idx.size - before_stop.size),
+            "impact_onset_at": seconds(scan.first_fail),
+            "last_failure_at": seconds(scan.impact_last_fail),
+            "last_failure_completed_at": _completed(before, fault_at, scan.impact_last_end),
+            "failed": scan.impact_fails,
+            "failed_after_fault": scan.fails,
+            "failed_after_recovery": scan.fails - scan.impact_fails,
             "relapses": relapses,
             "unobserved_before_recovery_seconds": seconds(
-                s.unobserved_in(fault_at, t_rec) if t_rec is not None else unobserved_total
+                scan.lead_unobserved() + scan.unobserved_pre
+                if t_rec is not None
+                else unobserved_total
             ),
             # A relapse could hide in time no window watched after the recovery.
             "unobserved_after_recovery_seconds": seconds(
-                s.unobserved_in(t_rec, math.inf) if t_rec is not None else None
+                scan.unobserved_after if t_rec is not None else None
             ),
-            "brownout_seconds": seconds(brownout),
+            "brownout_seconds": seconds(scan.brownout),
             "unhealthy_windows": {
-                "below_threshold": int(
-                    np.sum(
-                        judged_stop & ~healthy[:n_stop] & (counts[:n_stop] >= params.min_requests)
-                    )
-                ),
-                "too_few_requests": int(
-                    np.sum(judged_stop & (counts[:n_stop] < params.min_requests))
-                ),
+                "below_threshold": scan.below,
+                "too_few_requests": scan.too_few,
             },
-            "requests": after,
-            "p99_latency_ms_during_fault": _percentiles(during)["p99"],
+            "requests": scan.n,
+            "p99_latency_ms_during_fault": spread["p99"],
             "latency_ms": {
-                **_percentiles(during),
-                "requests": int(during.size),
+                "p50": spread["p50"],
+                "p95": spread["p95"],
+                "p99": spread["p99"],
+                "requests": spread["requests"],
                 "from": seconds(fault_at),
-                "until": seconds(lat_end),
+                "until": seconds(scan.lat_end),
             },
         }
     )
 
 
-def _unobserved_after_last_failure(s: _Stream) -> float:
-    """Unobserved seconds after the last window seen failing (from the fault if none)."""
-    seen = np.flatnonzero(s.failing & (s.t <= s.horizon))
-    if not seen.size:
-        return s.unobserved_in(s.fault_at, math.inf)
-    return s.unobserved_in(float(s.t[seen[-1]]), math.inf)
-
-
-def _relapses(s: _Stream, idx: int, until: float) -> list[dict[str, Any]]:
-    """Every return of failures after the recovery at start `idx`.
-
-    A relapse is a maximal run of request starts after the recovery whose windows are
-    not stable (unhealthy, or followed by a gap longer than W) and that holds at least
-    one failed request; a run with no failure is unobserved time, not a relapse. It
-    starts at its first failed request and ends at the first stable start after it
-    (`end_at` null, `ongoing` true, when the observation ended first).
-    """
-    n_h = int(np.searchsorted(s.t, s.horizon, side="right"))
-    bad = ~s.stable[idx + 1 : n_h]
-    edges = np.diff(np.concatenate(([0], bad.astype(np.int8), [0])))
-    out: list[dict[str, Any]] = []
-    for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
-        first, stop = idx + 1 + int(a), idx + 1 + int(b)
-        end_at = float(s.t[stop]) if stop < n_h else None
-        if end_at is not None:
-            limit = int(np.searchsorted(s.t, end_at, side="left"))
-        else:
-            limit = int(np.searchsorted(s.t, until, side="right"))
-        fails = np.flatnonzero(~s.ok[first:limit])
-        if not fails.size:
-            continue
-        start_at = float(s.t[first + int(fails[0])])
-        out.append(
-            {
-                "start_at": seconds(start_at),
-                "end_at": seconds(end_at),
-                "length_seconds": seconds((end_at if end_at is not None else until) - start_at),
-                "failures": int(fails.size),
-                "ongoing": end_at is None,
-            }
-        )
-    return out
-
-
-def _completed(
-    pre_t: FloatArray,
-    pre_ok: BoolArray,
-    pre_lat: FloatArray,
-    fault_at: float,
-    t: FloatArray,
-    lat: FloatArray,
-    idx: npt.NDArray[np.intp],
-) -> float | None:
+def _completed(before: Block, fault_at: float, impact_end: float | None) -> float | None:
     """When the last failed request of the impact ended (start + latency; start if unknown).
 
-    The impact's failures are `idx` (started after the fault, before recovery) and the
-    failures that were in flight at the fault (started before it, ended after it: a
-    request caught by a region kill hangs until the router's server time-out). A
-    server-side counter records a response when it completes, so this, not the last
-    failure's start, is the last instant the router's counters can show the outage.
-    None when neither kind of failure exists.
+    The impact's failures are those started after the fault, before recovery (the
+    latest of their ends is `impact_end`) and the failures that were in flight at the
+    fault (started before it, ended after it: a request caught by a region kill hangs
+    until the router's server time-out). A server-side counter records a response when
+    it completes, so this, not the last failure's start, is the last instant the
+    router's counters can show the outage. None when neither kind of failure exists.
     """
+    pre_t, pre_ok, pre_lat = before
     pre_end = pre_t + np.nan_to_num(pre_lat, nan=0.0) / 1000.0
     caught = pre_end[~pre_ok & (pre_end > fault_at)]
-    ends = np.concatenate([caught, t[idx] + np.nan_to_num(lat[idx], nan=0.0) / 1000.0])
-    if not ends.size:
-        return None
-    return seconds(float(np.max(ends)))
+    ends = [float(np.max(caught))] if caught.size else []
+    if impact_end is not None:
+        ends.append(impact_end)
+    return seconds(max(ends)) if ends else None
 
 
 def _groups(frame: pd.DataFrame) -> list[tuple[str, str, npt.NDArray[np.intp]]]:
@@ -532,17 +784,16 @@ def covering_fault(
     residency: str,
     end: float,
     region_jurisdiction: Mapping[str, str],
-    starts: FloatArray,
-    ok: BoolArray,
-    window: float,
+    clean: bool,
 ) -> str | None:
     """The fault whose entry judges this stream instead of fault `n`'s, if any.
 
     Only for a fault that does not touch the stream's jurisdiction (its entry is a
     blast-radius check): an earlier fault on the stream's jurisdiction still under
     observation covers the same time; a later one that cut the observation short
-    covers it when the stream had no failure and no gap longer than W until then.
-    None when the entry is the stream's only judge.
+    covers it when the stream was `clean` until then: no failure and no gap longer than
+    W from fault `n` to the cut (`rto_scan` tells). None when the entry is the stream's
+    only judge.
     """
     fault = faults[n]
     if not fault.jurisdictions(dict(region_jurisdiction)) or touches(
@@ -554,12 +805,9 @@ def covering_fault(
             until_m, _ = observation_end(faults, m, residency, end, region_jurisdiction)
             if until_m > fault.applied_at:
                 return faults[m].id
-    until, cut = observation_end(faults, n, residency, end, region_jurisdiction)
+    _, cut = observation_end(faults, n, residency, end, region_jurisdiction)
     if cut is None or not touches(cut, residency, region_jurisdiction):
         return None
-    lo, hi = np.searchsorted(starts, [fault.applied_at, until], side="left")
-    edges = np.concatenate(([fault.applied_at], starts[lo:hi], [until]))
-    clean = bool(ok[lo:hi].all()) and float(np.max(np.diff(edges))) <= window
     return cut.id if clean else None
 
 
@@ -592,18 +840,19 @@ def rto_table(
     for n, fault in enumerate(faults):
         for kind, residency, rows in groups:
             fault_until, cut = observation_end(faults, n, residency, end, mapping)
-            entry = rto_of(
-                starts[rows],
-                ok[rows],
-                latency[rows],
+            t, good, lat = starts[rows], ok[rows], latency[rows]
+            begin = int(np.searchsorted(t, fault.applied_at, side="left"))
+            stop = int(np.searchsorted(t, fault_until, side="right"))
+            entry, clean = rto_scan(
+                (t[:begin], good[:begin], lat[:begin]),
+                [(t[begin:stop], good[begin:stop], lat[begin:stop])],
                 fault.applied_at,
                 fault_until,
                 params,
+                int(t.size),
                 latency_until=fault.reverted_at,
             )
-            covered = covering_fault(
-                faults, n, residency, end, mapping, starts[rows], ok[rows], params.window_seconds
-            )
+            covered = covering_fault(faults, n, residency, end, mapping, clean)
             table.append(
                 {
                     "kind": kind,
@@ -626,8 +875,9 @@ def rto_table_scan(
 ) -> list[dict[str, Any]]:
     """`rto_table` over a timeline queried in place: the same entries, in the same order.
 
-    Each (fault, stream) reads only the rows `rto_of` needs (`Timeline.stream`): the
-    stream from the fault to the end of its observation, and a few rows before it.
+    Each (fault, stream) is read from the fault to the end of its observation, one
+    batch at a time (`Timeline.blocks`), with a few rows before it (`Timeline.before`):
+    memory stays that of one frame (`rto_scan`) however long the run.
     """
     params = params or RtoParams()
     mapping = region_jurisdiction or {}
@@ -648,22 +898,16 @@ def rto_table_scan(
     for n, fault in enumerate(faults):
         for kind, residency, total in streams:
             fault_until, cut = observation_end(faults, n, residency, end, mapping)
-            s = timeline.stream(
-                None if kind == ALL else kind, residency, total, fault.applied_at, fault_until
-            )
-            entry = rto_of(
-                s.starts,
-                s.ok,
-                s.latency_ms,
-                fault.applied_at,
+            entry, clean = _scan_stream(
+                timeline,
+                None if kind == ALL else kind,
+                residency,
+                total,
+                fault,
                 fault_until,
                 params,
-                latency_until=fault.reverted_at,
-                total=total,
             )
-            covered = covering_fault(
-                faults, n, residency, end, mapping, s.starts, s.ok, params.window_seconds
-            )
+            covered = covering_fault(faults, n, residency, end, mapping, clean)
             table.append(
                 {
                     "kind": kind,
@@ -674,8 +918,39 @@ def rto_table_scan(
                     "covered_by": covered,
                 }
             )
-            del s
     return table
+
+
+def _scan_stream(
+    timeline: Timeline,
+    kind: str | None,
+    residency: str,
+    total: int,
+    fault: Fault,
+    until: float,
+    params: RtoParams,
+) -> tuple[dict[str, Any], bool]:
+    """`rto_scan` of one stream of `timeline`, read in the file's order while it is
+    sorted there, else (rarely: a merged or hand-made file) sorted by the engine."""
+    before = timeline.before(kind, residency, fault.applied_at)
+    lat_end = until if fault.reverted_at is None else min(fault.reverted_at, until)
+
+    for ordered in (False, True):
+        blocks = timeline.blocks(kind, residency, fault.applied_at, until, ordered=ordered)
+        try:
+            return rto_scan(
+                before,
+                blocks,
+                fault.applied_at,
+                until,
+                params,
+                total,
+                latency_until=fault.reverted_at,
+                spread=timeline.spread(kind, residency, fault.applied_at, lat_end, until),
+            )
+        except Unsorted:
+            continue
+    raise AssertionError("unreachable: the engine's order is sorted")
 
 
 def client_rto(

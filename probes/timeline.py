@@ -9,8 +9,10 @@ reports `no-data` rather than guessing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import math
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ import pyarrow.parquet as pq
 
 from infra.errors import ConfigError, MalformedInput
 from infra.types import TIMELINE_COLUMNS, TIMELINE_REQUIRED, timeline_type_problem
+from probes.result import seconds
 
 __all__: list[str] = []
 
@@ -139,25 +142,27 @@ def span(frame: pd.DataFrame) -> tuple[float, float] | None:
 
 # ------------------------------------------------------------------ bounded memory
 #: DuckDB's own memory cap while it scans and sorts (it spills to disk beyond it); the
-#: arrays handed to Python come on top. See docs/measurement.md, "Memory model".
+#: arrays handed to Python come on top. See docs/measurement.md, "Scale: the memory model".
 ENGINE_MEMORY = "1GB"
 
 
-@dataclass(frozen=True)
-class Stream:
-    """One stream's requests around a fault, as `probes.rto.rto_of` takes them.
+#: A `BinnedSpread` bins latencies by the top `KEY_BITS` bits of an order-keeping
+#: integer key of each float (1/256 of an octave per bin): 8 MiB of counts, and the bin
+#: holding a percentile holds a small share of the values.
+KEY_BITS = 20
+_SIGN = np.uint64(1 << 63)
 
-    `starts`/`ok`/`latency_ms` hold, sorted by start, every request of the stream started
-    in `[fault_at, until]`, preceded by the last request started before the fault and by
-    the earlier failures that may still have been in flight at the fault (their end
-    within `IN_FLIGHT_SLACK` of it or later); `total` counts the whole stream.
-    """
 
-    starts: npt.NDArray[np.float64]
-    ok: npt.NDArray[np.bool_]
-    latency_ms: npt.NDArray[np.float64]
-    total: int
+class Unsorted(Exception):
+    """The timeline is not sorted by `t_start` in the file: read it again, sorted."""
 
+
+#: A stream's requests: starts, `ok`, latencies (ms; NaN when unknown).
+Rows = tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_], npt.NDArray[np.float64]]
+
+
+#: Row groups of the sorted copy of the writes (`Timeline.writes`).
+WRITE_GROUP_ROWS = 65_536
 
 #: Rows per batch copied from the engine into a stream's arrays.
 FETCH_ROWS = 1 << 17
@@ -183,6 +188,7 @@ class Timeline:
         self.path = path
         self.columns = names
         self._db = duckdb.connect(config={"memory_limit": memory_limit, "threads": 2})
+        self._db.execute("SET enable_progress_bar = false")
         types = dict(TIMELINE_COLUMNS)
         select = []
         for name, kind in TIMELINE_COLUMNS:
@@ -207,14 +213,41 @@ class Timeline:
             raise ConfigError(f"{path}: cannot read the timeline: {exc}") from exc
         if head[3]:
             raise ConfigError(f"{path}: column 't_start' has null values")
+        self._scratch: Path | None = None
         self.rows = int(head[0])
         self.span: tuple[float, float] | None = (
             (float(head[1]), float(head[2])) if self.rows else None
         )
 
     def close(self) -> None:
-        """Release the engine."""
+        """Release the engine and remove its scratch files."""
         self._db.close()
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
+
+    def writes(self, columns: str) -> str:
+        """The name of a view of the write rows (`columns` of the view `tl`, and
+        `row_n`), sorted by client and then seq (nulls last).
+
+        Written once, on first use, to a scratch Parquet file in row groups of
+        `WRITE_GROUP_ROWS`: a slice of the ledger (a range of clients, or of one
+        client's seq) then reads only the row groups whose statistics overlap it, so
+        the slices together read the writes once, where each would read the whole
+        timeline. The engine spills its sort to the same scratch folder.
+        """
+        if self._scratch is None:
+            self._scratch = Path(tempfile.mkdtemp(prefix="gameday-measure-"))
+            spill = str(self._scratch / "spill").replace("'", "''")
+            self._db.execute(f"SET temp_directory = '{spill}'")
+            target = str(self._scratch / "writes.parquet").replace("'", "''")
+            self._db.execute(
+                f"COPY (SELECT {columns}, row_n FROM tl WHERE kind = 'write' "
+                "ORDER BY client NULLS LAST, seq NULLS LAST, row_n) "
+                f"TO '{target}' (FORMAT parquet, ROW_GROUP_SIZE {WRITE_GROUP_ROWS})"
+            )
+            self._db.execute(f"CREATE VIEW wr AS SELECT * FROM read_parquet('{target}')")
+        return "wr"
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Rows of `sql` over the view `tl` (the timeline, normalised)."""
@@ -246,52 +279,80 @@ class Timeline:
         )
         return [(str(k), str(r), int(n)) for k, r, n in rows]
 
-    def stream(
-        self, kind: str | None, residency: str, total: int, fault_at: float, until: float
-    ) -> Stream:
-        """The requests of stream (`kind`, all kinds when None; `residency`) that
-        `probes.rto.rto_of` needs for a fault at `fault_at` observed until `until`."""
+    def _where(self, kind: str | None, residency: str) -> tuple[str, list[Any]]:
         where = "residency = ?" + (" AND kind = ?" if kind is not None else "")
-        params: list[Any] = [residency] + ([kind] if kind is not None else [])
+        return where, [residency] + ([kind] if kind is not None else [])
+
+    def before(self, kind: str | None, residency: str, fault_at: float) -> Rows:
+        """The requests of stream (`kind`, all kinds when None; `residency`) before the
+        fault that `probes.rto.rto_scan` needs: the last one, and the failures that may
+        still have been in flight at the fault (their end within `IN_FLIGHT_SLACK` of
+        it or later), sorted by start."""
+        where, params = self._where(kind, residency)
         columns = "t_start, ok, latency_ms"
-        before = self._db.execute(
+        rows = self._db.execute(
             f"WITH s AS (SELECT {columns}, row_n FROM tl WHERE {where} AND t_start < ?) "
             f"SELECT {columns} FROM s WHERE (NOT ok AND t_start + coalesce(latency_ms, 0) "
             "/ 1000.0 > ?) OR t_start = (SELECT max(t_start) FROM s) ORDER BY t_start, row_n",
             [*params, fault_at, fault_at - IN_FLIGHT_SLACK],
         ).fetchnumpy()
-        window = f"SELECT {columns} FROM tl WHERE {where} AND t_start >= ? AND t_start <= ?"
-        span = [*params, fault_at, until]
-        head = int(before["t_start"].size)
-        rows = self.query(f"SELECT count(*) FROM ({window})", span)[0][0]
-        out = Stream(
-            starts=np.empty(head + rows, dtype=np.float64),
-            ok=np.empty(head + rows, dtype=bool),
-            latency_ms=np.empty(head + rows, dtype=np.float64),
-            total=total,
+        return (
+            _floats(rows["t_start"]),
+            np.asarray(rows["ok"], dtype=bool),
+            _floats(rows["latency_ms"]),
         )
-        out.starts[:head] = _floats(before["t_start"])
-        out.ok[:head] = np.asarray(before["ok"], dtype=bool)
-        out.latency_ms[:head] = _floats(before["latency_ms"])
-        # A timeline as the recorder writes it is sorted: the scan keeps the file's order
-        # (ties included), so the engine need not sort the window; else it does.
-        self._fill(out, head, window, span)
-        if not _sorted(out.starts[head:]):
-            self._fill(out, head, window + " ORDER BY t_start, row_n", span)
-        return out
 
-    def _fill(self, out: Stream, at: int, sql: str, params: list[Any]) -> None:
-        """Copy the rows of `sql` into `out` from index `at`, one engine batch at a time
-        (the whole result is never held twice)."""
-        i = at
-        for batch in self._db.sql(sql, params=params).to_arrow_reader(FETCH_ROWS):
-            n = batch.num_rows
-            out.starts[i : i + n] = batch.column(0).to_numpy(zero_copy_only=False)
-            out.ok[i : i + n] = batch.column(1).to_numpy(zero_copy_only=False)
-            out.latency_ms[i : i + n] = batch.column(2).to_numpy(zero_copy_only=False)
-            i += n
-        if i != out.starts.size:
-            raise ConfigError(f"{self.path}: the timeline changed while it was read")
+    def blocks(
+        self, kind: str | None, residency: str, fault_at: float, until: float, ordered: bool
+    ) -> Iterator[Rows]:
+        """The stream's requests started in `[fault_at, until]`, sorted, `FETCH_ROWS` at a
+        time.
+
+        A timeline as the recorder writes it is sorted: the scan keeps the file's order
+        (ties included) and the engine sorts nothing. Not `ordered`, it raises Unsorted
+        at the first row out of order, and the caller asks again `ordered` (the engine
+        then sorts, spilling to disk past its memory cap).
+        """
+        where, params = self._where(kind, residency)
+        sql = (
+            f"SELECT t_start, ok, latency_ms FROM tl WHERE {where} "
+            "AND t_start >= ? AND t_start <= ?"
+        )
+        if ordered:
+            sql += " ORDER BY t_start, row_n"
+        last = -math.inf
+        answer = self._db.sql(sql, params=[*params, fault_at, until])
+        for batch in answer.to_arrow_reader(FETCH_ROWS):
+            t = _floats(batch.column(0).to_numpy(zero_copy_only=False))
+            if not t.size:
+                continue
+            if not ordered and (t[0] < last or not bool(np.all(t[1:] >= t[:-1]))):
+                raise Unsorted(str(self.path))
+            last = float(t[-1])
+            ok = np.asarray(batch.column(1).to_numpy(zero_copy_only=False), dtype=bool)
+            yield t, ok, _floats(batch.column(2).to_numpy(zero_copy_only=False))
+
+    def spread(
+        self, kind: str | None, residency: str, fault_at: float, lat_end: float, until: float
+    ) -> BinnedSpread:
+        """A `BinnedSpread` of the stream's requests started in `[fault_at, until]`
+        before `lat_end`: `probes.rto.rto_scan` adds their latencies as it reads them;
+        the few values near each percentile are then fetched from here."""
+        where, params = self._where(kind, residency)
+        cond = f"{where} AND t_start >= ? AND t_start <= ? AND t_start < ?"
+        args: list[Any] = [*params, fault_at, until, lat_end]
+
+        def fetch(ranges: Sequence[tuple[float, float]]) -> list[tuple[float, int]]:
+            within = " OR ".join("latency_ms BETWEEN ? AND ?" for _ in ranges)
+            bounds = [v for pair in ranges for v in pair]
+            rows = self.query(
+                f"SELECT latency_ms, count(*) FROM tl WHERE {cond} AND ({within}) "
+                "GROUP BY 1 ORDER BY 1",
+                [*args, *bounds],
+            )
+            return [(float(v), int(c)) for v, c in rows]
+
+        return BinnedSpread(fetch, str(self.path))
 
     def frame(
         self, columns: tuple[str, ...], where: str = "", params: Sequence[Any] = ()
@@ -316,10 +377,98 @@ def _floats(values: Any) -> npt.NDArray[np.float64]:
     return np.ma.filled(np.ma.asarray(values, dtype=np.float64), np.nan)
 
 
-def _sorted(values: npt.NDArray[np.float64], step: int = 1 << 20) -> bool:
-    """Whether `values` is non-decreasing (checked in steps: no full-size temporary)."""
-    for a in range(0, max(values.size - 1, 0), step):
-        part = values[a : a + step + 1]
-        if not bool(np.all(part[1:] >= part[:-1])):
-            return False
-    return True
+def _linear_percentiles(
+    n: int, percents: Sequence[float], select: Callable[[list[int]], dict[int, float]]
+) -> list[float]:
+    """numpy's default (linear) percentiles of `n` values, given `select(ranks)` that
+    returns the values at those 0-based ranks in ascending order: the same virtual
+    index, weight and interpolation as `numpy.percentile`, so the same floats."""
+    quantiles = np.true_divide(np.asarray(percents, dtype=np.float64), 100)
+    virtual = (n - 1) * quantiles
+    below = np.floor(virtual)
+    above = np.minimum(below + 1, n - 1)
+    values = select(sorted({int(i) for i in (*below, *above)}))
+    a = np.array([values[int(i)] for i in below])
+    b = np.array([values[int(i)] for i in above])
+    gamma = virtual - below
+    diff = b - a
+    out = a + diff * gamma
+    out = np.where(gamma >= 0.5, b - diff * (1 - gamma), out)
+    return [float(v) for v in out]
+
+
+def _keys(values: npt.NDArray[np.float64]) -> npt.NDArray[np.uint64]:
+    """An integer per float, in the floats' order (negative ones below positive ones)."""
+    bits = (values + 0.0).view(np.uint64)  # + 0.0: -0.0 is 0.0, as in SQL
+    return np.where(bits & _SIGN, ~bits, bits | _SIGN)
+
+
+def _float_of(key: int) -> float:
+    """The float whose `_keys` is `key`."""
+    k = np.uint64(key)
+    bits = k & ~_SIGN if k & _SIGN else ~k
+    return float(np.array([bits], dtype=np.uint64).view(np.float64)[0])
+
+
+def _bounds(low: int, high: int) -> tuple[float, float]:
+    """The least and greatest float whose keys lie in `[low, high]` (NaN patterns at
+    either end of the key range stand for the infinities)."""
+    lo, hi = _float_of(low), _float_of(high)
+    return (-math.inf if math.isnan(lo) else lo), (math.inf if math.isnan(hi) else hi)
+
+
+class BinnedSpread:
+    """Exact latency percentiles of rows read once, in bounded memory.
+
+    `add` counts every latency into a histogram of `2**KEY_BITS` bins; `result` finds
+    the bin of each rank a percentile needs and asks `fetch` (the engine) for the
+    distinct values of those bins with their counts: the ranked values, then numpy's
+    linear interpolation (`_linear_percentiles`). Percentiles are null when a latency
+    is unknown (numpy gives NaN).
+    """
+
+    def __init__(
+        self, fetch: Callable[[Sequence[tuple[float, float]]], list[tuple[float, int]]], source: str
+    ) -> None:
+        self._fetch = fetch
+        self._source = source
+        self.bits = KEY_BITS
+        self.counts = np.zeros(1 << self.bits, dtype=np.int64)
+        self.n = 0
+        self.unknown = 0
+
+    def add(self, latency_ms: npt.NDArray[np.float64]) -> None:
+        self.n += int(latency_ms.size)
+        known = latency_ms[~np.isnan(latency_ms)]
+        self.unknown += int(latency_ms.size - known.size)
+        if known.size:
+            bins = (_keys(known) >> np.uint64(64 - self.bits)).astype(np.intp)
+            self.counts += np.bincount(bins, minlength=self.counts.size)
+
+    def result(self) -> dict[str, Any]:
+        if not self.n or self.unknown:
+            return {"p50": None, "p95": None, "p99": None, "requests": self.n}
+        ends = np.cumsum(self.counts)
+        values = _linear_percentiles(self.n, (50.0, 95.0, 99.0), lambda r: self._ranked(ends, r))
+        p50, p95, p99 = (seconds(v, 3) for v in values)
+        return {"p50": p50, "p95": p95, "p99": p99, "requests": self.n}
+
+    def _ranked(self, ends: npt.NDArray[np.int64], ranks: list[int]) -> dict[int, float]:
+        """The values at 0-based `ranks`, from the fetched values of their bins."""
+        where = {r: int(np.searchsorted(ends, r, side="right")) for r in ranks}
+        bins = sorted(set(where.values()))
+        shift = 64 - self.bits
+        ranges = [_bounds(b << shift, ((b + 1) << shift) - 1) for b in bins]
+        rows = self._fetch(ranges)
+        out: dict[int, float] = {}
+        for b, (lo, hi) in zip(bins, ranges, strict=True):
+            inside = [(v, c) for v, c in rows if lo <= v <= hi]
+            if sum(c for _, c in inside) != int(self.counts[b]):
+                raise ConfigError(f"{self._source}: the timeline changed while it was read")
+            values = np.array([v for v, _ in inside], dtype=np.float64)
+            upto = np.cumsum([c for _, c in inside])
+            first = int(ends[b - 1]) if b else 0
+            for r, at in where.items():
+                if at == b:
+                    out[r] = float(values[int(np.searchsorted(upto, r - first, side="right"))])
+        return out

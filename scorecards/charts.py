@@ -61,6 +61,7 @@ def read_bins(path: Path, fault_at: float | None) -> Bins | None:
     if "t_start" not in names:
         return None
     db = duckdb.connect(config={"memory_limit": "512MB", "threads": 2})
+    db.execute("SET enable_progress_bar = false")
     try:
         return _bins(db, str(path), names, fault_at)
     except duckdb.Error:

@@ -3,8 +3,9 @@
 The run: 10 000 requests/s (predict 70 %, write 20 %, canary 10 %; us and eu) for as
 long as the row count needs (36 M rows: one hour), a region kill of us-east 300 s in
 with 20 s of us errors. The timeline is generated and written one row group at a time
-(never whole in memory), in the recorder's row-group size. Each figure is one run of
-a child process: wall time, rows/s and its `ru_maxrss` (peak RSS).
+(never whole in memory), in the recorder's row-group size. Each stage runs `RUNS`
+times, each in a fresh child process: wall time, rows/s and `ru_maxrss` (peak RSS),
+medians quoted.
 """
 
 from __future__ import annotations
@@ -30,7 +31,11 @@ RATE = 10_000.0
 T0 = 1_700_000_000.0
 FAULT_AFTER = 300.0
 OUTAGE = 20.0
-SIZES = (1_000_000, 10_000_000, 36_000_000)
+#: 36 M rows is one hour at 10 000 requests/s (the goal: each stage under 60 s); 100 M,
+#: about three hours, shows memory staying flat.
+SIZES = (1_000_000, 10_000_000, 36_000_000, 100_000_000)
+GOAL_ROWS = 36_000_000
+RUNS = 3
 LIMIT_SECONDS = 60.0
 LIMIT_MIB = 2048.0
 
@@ -135,24 +140,38 @@ def run(sizes: tuple[int, ...] = SIZES) -> list[BenchResult]:
             run_dir = make_soak(Path(tmp) / "run", rows)
             label = f"{rows // 1_000_000}M"
             for stage in ("measure", "scorecard"):
-                took, mib = _child(stage, run_dir)
-                how = f"{stage} of a {rows:,}-request soak in a child process (wall time)"
+                runs = [_child(stage, run_dir) for _ in range(RUNS)]
+                took = [t for t, _ in runs]
+                how = f"{stage} of a {rows:,}-request soak in a child process, {RUNS} runs"
+                timed = rows == GOAL_ROWS
+                out.append(
+                    BenchResult.of(
+                        SECTION,
+                        f"{stage}, {label} rows, wall time",
+                        took,
+                        "s",
+                        how,
+                        f"< {LIMIT_SECONDS:g} s" if timed else "",
+                        LIMIT_SECONDS if timed else None,
+                    )
+                )
                 out.append(
                     BenchResult.of(
                         SECTION,
                         f"{stage}, {label} rows, rate",
-                        [rows / took],
+                        [rows / t for t in took],
                         "rows/s",
-                        how + f": {took:.1f} s",
+                        how,
+                        lower_is_better=False,
                     )
                 )
                 out.append(
                     BenchResult.of(
                         SECTION,
                         f"{stage}, {label} rows, peak RSS",
-                        [mib],
+                        [mib for _, mib in runs],
                         "MiB",
-                        "ru_maxrss of that child",
+                        "ru_maxrss of each of those children",
                         "<= 2048 MiB",
                         LIMIT_MIB,
                     )
