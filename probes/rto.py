@@ -26,7 +26,7 @@ Python loop per request. `__all__` lists the Chaos Toolkit probe; `rto_table` an
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -278,9 +278,7 @@ def _frames(blocks: Iterable[Block], lookahead: float) -> Iterator[tuple[Block, 
     so every reader of the same stream computes on the same frames. The last frame owns
     all its rows.
     """
-    t: FloatArray = np.empty(0, dtype=np.float64)
-    ok: BoolArray = np.empty(0, dtype=bool)
-    lat: FloatArray = np.empty(0, dtype=np.float64)
+    rows: Block = (np.empty(0), np.empty(0, dtype=bool), np.empty(0))
     pending: list[Block] = []
     held, need = 0, FRAME_ROWS + 1
     for block in blocks:
@@ -290,29 +288,34 @@ def _frames(blocks: Iterable[Block], lookahead: float) -> Iterator[tuple[Block, 
         held += int(block[0].size)
         if held < need:
             continue
-        t, ok, lat = _join([(t, ok, lat), *pending])
+        rows = _join([rows, *pending])
         pending = []
-        pos = 0
-        while (cut := _cut(t[pos:], lookahead)) is not None:
-            own, end = cut
-            yield (t[pos : pos + end], ok[pos : pos + end], lat[pos : pos + end]), own
-            pos += own
-        t, ok, lat = t[pos:], ok[pos:], lat[pos:]
-        held = int(t.size)
+        rows = yield from _cut_frames(rows, lookahead)
+        held = int(rows[0].size)
         # Wait for twice as many rows when a look-ahead is missing: each row is copied a
         # bounded number of times however sparse the stream.
         need = max(FRAME_ROWS + 1, 2 * held)
-    if pending:
-        t, ok, lat = _join([(t, ok, lat), *pending])
-    if t.size:
-        yield (t, ok, lat), int(t.size)
+    rows = yield from _cut_frames(_join([rows, *pending]), lookahead)
+    if rows[0].size:
+        yield rows, int(rows[0].size)
+
+
+def _cut_frames(rows: Block, lookahead: float) -> Generator[tuple[Block, int], None, Block]:
+    """Yield every frame `rows` holds with its look-ahead; return the rows left."""
+    t, ok, lat = rows
+    pos = 0
+    while (cut := _cut(t[pos:], lookahead)) is not None:
+        own, end = cut
+        yield (t[pos : pos + end], ok[pos : pos + end], lat[pos : pos + end]), own
+        pos += own
+    return t[pos:], ok[pos:], lat[pos:]
 
 
 def _join(parts: list[Block]) -> Block:
     """The rows of `parts` as one block (without a copy when only one holds rows)."""
     full = [p for p in parts if p[0].size]
-    if len(full) == 1:
-        return full[0]
+    if len(full) <= 1:
+        return full[0] if full else parts[0]
     return (
         np.concatenate([p[0] for p in full]),
         np.concatenate([p[1] for p in full]),

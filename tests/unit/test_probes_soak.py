@@ -102,6 +102,11 @@ def test_frames_own_every_row_once_and_never_split_a_start(monkeypatch: pytest.M
     ]
     assert frames[0][0][0].tolist() == [0.0, 0.5, 1.0, 1.0, 1.0, 1.5, 2.0, 4.0]
     assert frames[1][0][0][-1] == 9.0
+    # The cuts are the rows', not the arrival's: one block, or none at all.
+    whole = list(rto._frames([(t, ok, t)], lookahead=2.0))
+    assert [(r[0].tolist(), own) for r, own in whole] == [(r[0].tolist(), own) for r, own in frames]
+    assert list(rto._frames([], lookahead=2.0)) == []
+    assert list(rto._frames([(t[:0], ok[:0], t[:0])], lookahead=2.0)) == []
 
 
 def test_an_empty_timeline_is_no_data(tmp_path: Path) -> None:
