@@ -34,7 +34,9 @@ from tests.integration.prometheus_process import free_port
 from tests.integration.redis_process import needs_redis, wait_for
 
 PASSWORD = "failover-test-secret"
-ENTITIES = 20
+# As many as the platform loads (world.up): the demoted store's full resync then
+# transfers and loads an RDB of about 3 MB, as eu-west's does after the heal.
+ENTITIES = 10_000
 # Longer than the platform's 0.5 s: a retried time-out (two of them) must stand out
 # from one on a loaded machine.
 REDIS_TIMEOUT = 1.0
@@ -159,9 +161,10 @@ def group(tmp_path: Path) -> Iterator[Group]:
         sentinel = stores.client("127.0.0.1", PASSWORD, port=ports["sentinel"])
         assert wait_for(lambda: len(sentinel.sentinel_slaves("eu")) == 1, 15), "no replica seen"
         feats = model.entity_features("eu", ENTITIES)
-        primary = made.conn("primary")
+        pipe = made.conn("primary").pipeline(transaction=False)
         for index, row in enumerate(feats):
-            primary.set(f"{stores.FEATURE_PREFIX}eu-{index}", model.feature_record(row))
+            pipe.set(f"{stores.FEATURE_PREFIX}eu-{index}", model.feature_record(row))
+        pipe.execute()
         with log.open("wb") as out:
             procs["service"] = subprocess.Popen(
                 argv["service"], stdout=out, stderr=subprocess.STDOUT, cwd=Path.cwd()
@@ -230,6 +233,36 @@ def test_writes_in_flight_when_sentinel_demotes_the_primary_all_succeed(group: G
     for _ in range(10):  # every pooled connection used again after the demotion
         answers += group.writes(8, workers=4)
     assert _not_created(answers) == [], _not_created(answers)[:5]
+
+
+def test_predictions_from_the_store_sentinel_demotes_all_succeed(group: Group) -> None:
+    """The demoted store's clients are closed, then it resyncs in full: reads still answer."""
+    _failover(group)
+    # The service's heartbeat keeps writing to the old primary until Sentinel demotes
+    # it: its history diverges from the new primary's, so the resync is a full one.
+    answers: list[tuple[int, dict[str, Any], float]] = []
+    entity = iter(range(100_000))
+
+    def predict() -> tuple[int, dict[str, Any], float]:
+        return group.post("/v1/predict", {"entity_id": f"eu-{next(entity) % ENTITIES}"})
+
+    def predictions(count: int) -> list[tuple[int, dict[str, Any], float]]:
+        with ThreadPoolExecutor(4) as pool:
+            return list(pool.map(lambda _: predict(), range(count)))
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and _role(group.conn("primary")) == b"master":
+        answers += predictions(16)
+    assert _role(group.conn("primary")) == b"slave", "sentinel never demoted the old primary"
+    for _ in range(20):  # through the transfer and the load of the full resync
+        answers += predictions(16)
+    info = group.conn("primary").info("replication")
+    assert info["master_link_status"] == "up", info
+    # The condition happened: a full resync (served by the new primary), not a partial.
+    assert group.conn("replica").info("stats")["sync_full"] >= 1
+    assert group.conn("primary").dbsize() >= ENTITIES
+    failed = [(code, body) for code, body, _ in answers if code != 200]
+    assert failed == [], failed[:5]
 
 
 def test_a_write_to_a_primary_that_does_not_answer_is_not_retried(group: Group) -> None:
