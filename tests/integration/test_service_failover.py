@@ -1,10 +1,11 @@
-"""The inference service's writes across a Sentinel demotion, against real Redis and Sentinel.
+"""The inference service across a Sentinel demotion, against real Redis and Sentinel.
 
 A primary and a replica started from `configs.redis_conf`, one Sentinel, and the real
 service (`python -m infra.local.service` under uvicorn) whose local store is the
 primary: the position of eu-west in the partition drills. When a partition heals,
 Sentinel demotes that store to a replica of the one it promoted meanwhile; a write the
-service retries must then go to the new primary, never back to the demoted one.
+service retries must then go to the new primary, never back to the demoted one, and
+its predictions must keep being answered while the demoted store resyncs in full.
 A stopped process (SIGSTOP) answers nothing: a write to it must fail after one
 time-out, not be retried.
 """
