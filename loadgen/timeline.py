@@ -9,7 +9,7 @@ Schema (`SCHEMA`; the probes read these names and types):
 | kind | string | predict, write or canary |
 | ok | bool | HTTP outcome only: a 2xx answer |
 | status | int32 | HTTP status; 0 = connection error or timeout |
-| error | string | why it failed; null when ok |
+| error | string | why it failed (`; answer: …`: what a failed answer said); null when ok |
 | residency | string | the jurisdiction the request named (platform file's jurisdictions) |
 | region | string | X-Region of the answer; null if absent |
 | model_digest | string | X-Model-Digest of the answer; null if absent |
@@ -72,6 +72,12 @@ BATCH_ROWS = 5000
 ROW_GROUP_ROWS = 1 << 16
 BATCH_SECONDS = 1.0
 SCORE_TOLERANCE = 1e-6
+#: The `error` column's longest value; what a failed answer said is kept within it.
+ERROR_CHARS = 300
+ANSWER_MARK = "; answer: "
+#: How much of a failed answer is read (its JSON `error`, else its text), and kept.
+ANSWER_BYTES = 2048
+ANSWER_CHARS = 150
 
 SCHEMA = timeline_schema()  # declared once, in infra.types (the run-directory contract)
 COLUMNS = tuple(SCHEMA.names)
@@ -105,6 +111,26 @@ def _text(value: Any) -> str | None:
     return str(value[-1]) if isinstance(value, list) and value else None
 
 
+def _answer_error(content: bytes | None) -> str | None:
+    """What a failed answer said, at most ANSWER_CHARS characters: the `error` string of
+    a JSON body, or the text of a body that is not JSON (a router's own error page),
+    whitespace collapsed; None for an empty body or JSON without an `error` string."""
+    if not content:
+        return None
+    head = content[:ANSWER_BYTES]
+    try:
+        body = json.loads(head)
+    except ValueError:
+        text = head.decode("utf-8", errors="replace")
+    else:
+        error = body.get("error") if isinstance(body, dict) else None
+        if not isinstance(error, str):
+            return None
+        text = error
+    said = " ".join(text.split())[:ANSWER_CHARS]
+    return said or None
+
+
 def row_from_request(
     start_time: float,
     response_time_ms: float,
@@ -126,7 +152,16 @@ def row_from_request(
     error: str | None = None
     score: float | None = None
     if not ok:
-        error = f"{type(exception).__name__}: {exception}"[:300] if exception else f"http {status}"
+        error = (
+            f"{type(exception).__name__}: {exception}"[:ERROR_CHARS]
+            if exception
+            else f"http {status}"
+        )
+        said = _answer_error(content) if status else None
+        if said is not None:
+            # Which component refused, and why: a 503 alone does not say (a region's
+            # service naming its store, or the router with no server left).
+            error = error[: ERROR_CHARS - len(ANSWER_MARK) - len(said)] + ANSWER_MARK + said
     elif kind == "canary" and content:
         # Only canaries need their answer read: parsing every prediction's body would
         # cost the recorder more than everything else it does.

@@ -28,7 +28,7 @@ import contextlib
 import json
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel
+from redis.asyncio.sentinel import Sentinel, SentinelManagedConnection
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
@@ -79,6 +79,25 @@ class ServiceConfig:
         raw = json.loads(path.read_text())
         raw["sentinels"] = [(str(h), int(p)) for h, p in raw["sentinels"]]
         return cls(**raw)
+
+
+class PrimaryConnection(SentinelManagedConnection):
+    """A connection to a data group's primary that asks Sentinel where the primary is
+    whenever it (re)connects, the reconnect of a retried command included.
+
+    redis-py (8.1; redis/redis-py#3874) reconnects a retried command to the address the
+    connection last had. When Sentinel demotes that store (a healed partition: REPLICAOF,
+    then CLIENT KILL of its clients), a write caught in flight was retried against the
+    demoted store, got READONLY and failed with a 503 ("The previous master is now a
+    slave") about 10 s after the heal.
+    """
+
+    async def send_packed_command(
+        self, command: bytes | str | Iterable[bytes], check_health: bool = True
+    ) -> None:
+        if not self.is_connected:
+            await self.connect()  # type: ignore[no-untyped-call]
+        await super().send_packed_command(command, check_health)
 
 
 @dataclass
@@ -168,9 +187,14 @@ def create_app(config: ServiceConfig) -> Starlette:
         # redis-py retries timeouts with backoff by default: a dead primary must show as
         # a failed request, not as a slow one, so a timeout is never retried. A closed
         # connection is retried once, at once, on a fresh connection: Sentinel closes
-        # every client connection of the replica it promotes (CLIENT KILL TYPE normal),
-        # and without the retry each idle pooled connection would fail one request
-        # seconds after the failover had completed.
+        # every client connection of a store it promotes or demotes (CLIENT KILL TYPE
+        # normal), and without the retry each idle pooled connection would fail one
+        # request seconds after the failover had completed. READONLY from a demoted
+        # primary arrives as a closed connection too (redis-py's Sentinel connection).
+        # For the primary, the fresh connection goes where Sentinel says
+        # (PrimaryConnection). Retrying a write is safe: it is a SET of the key of one
+        # client's sequence number to the value computed once, so a first attempt that
+        # did land leaves the same record, never a second one.
         timeouts: dict[str, Any] = {
             "socket_timeout": config.redis_timeout,
             "socket_connect_timeout": config.redis_timeout,
@@ -185,7 +209,9 @@ def create_app(config: ServiceConfig) -> Starlette:
             password=config.redis_password,
             **timeouts,
         )
-        state.primary = sentinel.master_for(config.jurisdiction, **timeouts)
+        state.primary = sentinel.master_for(
+            config.jurisdiction, connection_class=PrimaryConnection, **timeouts
+        )
         state.tasks.append(asyncio.create_task(heartbeat()))
         try:
             yield

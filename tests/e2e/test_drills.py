@@ -145,13 +145,10 @@ def test_network_partition_finds_the_split_brain_and_the_guard_fixes_it(
     card = json.loads((fixed_dir / "scorecard.json").read_text())
     budget = next(g for g in card["gates"] if g["id"] == "error_budget[eu]")
     assert budget["value"] > 0.01, budget
-    # The guard's gates hold. A single EU request failing about 10 s after the heal was
-    # seen in 1 of 3 guarded runs measured with the relapses gate (its cause is not yet
-    # known); that gate reports it and the drill then FAILs on it. It is a finding about
-    # the platform, not about the guard: every other gate must pass.
-    others = [g for g in _not_passed(card) if not g[0].startswith("relapses[")]
-    assert others == [], others
-    assert code == (0 if fixed["verdict"] == "PASS" else 1), (code, fixed["verdict"])
+    # Every gate holds, relapses included: no request fails once the EU writes have
+    # recovered (a write retried when Sentinel demotes the old primary at the heal
+    # goes to the new one: docs/drills.md, "The late failure after the heal").
+    assert (code, fixed["verdict"]) == (0, "PASS"), _not_passed(card)
     _world_gone(home)
 
     out = tmp_path / "compare"
@@ -161,9 +158,7 @@ def test_network_partition_finds_the_split_brain_and_the_guard_fixes_it(
     assert done.returncode == 0, done.stderr
     comparison = json.loads(done.stdout)
     # Both changes named: the loss fixed (verdict flips) and the availability it costs.
-    changed = comparison["verdict_changes"]
-    assert "lost_after_fault[eu]" in changed
-    assert all(c == "lost_after_fault[eu]" or c.startswith("relapses[") for c in changed), changed
+    assert comparison["verdict_changes"] == ["lost_after_fault[eu]"]
     assert "rto_seconds[write/eu]" in comparison["changes"]
     assert "error_budget[eu]" in comparison["changes"]
     assert sorted(p.name for p in out.iterdir()) == [

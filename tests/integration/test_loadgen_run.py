@@ -106,6 +106,8 @@ def test_one_process_records_every_request_as_locust_counted_it(stub: str, tmp_p
         assert row["region"] == REGIONS[row["residency"]], row
         if row["status"] == 503:
             assert row["error"].startswith("LocustBadStatusCode"), row
+            # ...and what the answer said, read from the body Locust received
+            assert row["error"].endswith("; answer: unavailable (on purpose)"), row
     answered = [r for r in rows if r["kind"] != "write" and r["ok"]]
     assert all(r["model_digest"] == MODEL_DIGEST for r in answered)
     # Only canaries' answers are read (a score to check); predictions' bodies are not.

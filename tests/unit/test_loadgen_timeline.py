@@ -278,3 +278,68 @@ def test_the_stub_answers_the_open_inference_protocol() -> None:
     )
     assert status == 200 and headers["X-Region"] == "us-east"
     assert answer["outputs"][0]["data"] == [score_of("us-3") + 0.25]
+
+
+HAPROXY_503 = (
+    b"<html><body><h1>503 Service Unavailable</h1>\n"
+    b"No server is available to handle this request.\n</body></html>\n"
+)
+BAD_STATUS = RuntimeError("URL http://10.200.0.2:8080/v1/events: code=503")
+
+
+@pytest.mark.parametrize(
+    ("exception", "content", "error"),
+    [
+        (
+            BAD_STATUS,
+            b'{"error": "primary unavailable: The previous master is now a slave"}',
+            "RuntimeError: URL http://10.200.0.2:8080/v1/events: code=503; answer: "
+            "primary unavailable: The previous master is now a slave",
+        ),
+        (
+            None,
+            HAPROXY_503,
+            "http 503; answer: <html><body><h1>503 Service Unavailable</h1> No server is "
+            "available to handle this request. </body></html>",
+        ),
+        (None, b"", "http 503"),
+        (None, None, "http 503"),
+        (None, b"{}", "http 503"),
+        (None, b'{"error": 5}', "http 503"),
+        (None, b'["error"]', "http 503"),
+        (None, b'{"error": "  "}', "http 503"),
+        (None, b"\xff\xfe not utf-8", "http 503; answer: \ufffd\ufffd not utf-8"),
+    ],
+    ids=[
+        "service-json",
+        "router-page",
+        "empty",
+        "no-body",
+        "json-without-error",
+        "error-not-a-string",
+        "json-not-an-object",
+        "blank-error",
+        "undecodable",
+    ],
+)
+def test_a_failed_answer_says_why_in_the_error(
+    exception: BaseException | None, content: bytes | None, error: str
+) -> None:
+    row = row_from_request(1.0, 3.0, 503, exception, {}, content, PREDICT)
+    assert (row[3], row[4], row[5]) == (False, 503, error)
+
+
+def test_the_answer_is_kept_whole_within_the_error_column() -> None:
+    # A long exception is cut, not the answer: 300 characters in all.
+    long_exception = RuntimeError("x" * 400)
+    said = "y" * 200  # only the first 150 characters are kept
+    row = row_from_request(
+        1.0, 3.0, 503, long_exception, {}, json.dumps({"error": said}).encode(), PREDICT
+    )
+    error = row[5]
+    assert error is not None and len(error) == 300
+    assert error.endswith("; answer: " + "y" * 150)
+    assert error.startswith("RuntimeError: xxx")
+    # A connection error has no answer to quote, whatever bytes came with it.
+    refused = row_from_request(1.0, 0.5, 0, ConnectionRefusedError("refused"), None, b"x", PREDICT)
+    assert refused[5] == "ConnectionRefusedError: refused"
