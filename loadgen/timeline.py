@@ -78,9 +78,9 @@ BATCH_ROWS = 5000
 #: large enough that the per-group overhead stays negligible (550 groups per hour).
 ROW_GROUP_ROWS = 1 << 16
 BATCH_SECONDS = 1.0
-#: DuckDB's memory cap while `merge` sorts; past it the sort spills to disk. 256 MB keeps
-#: a whole merge near 0.6 GiB of RSS at any size (docs/loadgen.md); more makes an hour's
-#: merge little faster, since it is bound by reading the batches and writing the result.
+#: DuckDB's memory cap while `merge` sorts; past it the sort spills to disk (about 160
+#: bytes a row). 256 MB keeps a whole merge near 0.65 GiB of RSS from 5 M rows to 36 M
+#: (an hour's soak; docs/loadgen.md).
 MERGE_MEMORY = "256MB"
 SCORE_TOLERANCE = 1e-6
 
@@ -368,7 +368,7 @@ def _write_sorted(out: Path, inputs: dict[int, Path], scratch: Path, memory_limi
     """Sort the rows of `inputs` (files of exactly `SCHEMA`) by `t_start`, then input
     position, then row within the file, into `out` in row groups of `ROW_GROUP_ROWS`;
     the number of rows. Raises LoadRunError when the engine fails."""
-    import duckdb  # here, not at the top: the recorder's processes never need it
+    import duckdb  # here, not at the top: a recorder needs the engine only when it closes
 
     if not inputs:
         _write_atomic(empty_table(), out)
