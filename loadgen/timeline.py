@@ -80,7 +80,7 @@ ROW_GROUP_ROWS = 1 << 16
 BATCH_SECONDS = 1.0
 #: DuckDB's memory cap while `merge` sorts; past it the sort spills to disk (about 160
 #: bytes a row). 256 MB keeps a whole merge near 0.65 GiB of RSS from 5 M rows to 36 M
-#: (an hour's soak; docs/loadgen.md).
+#: (an hour's soak; docs/loadgen.md); a 1 GB cap was no faster there.
 MERGE_MEMORY = "256MB"
 SCORE_TOLERANCE = 1e-6
 

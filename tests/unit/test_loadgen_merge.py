@@ -177,6 +177,7 @@ def test_files_without_rows_give_an_empty_timeline(tmp_path: Path) -> None:
     table = read_timeline(tmp_path / "t.parquet")
     assert table.num_rows == 0 and table.schema.equals(SCHEMA)
     assert (result.rows, result.files) == (0, 2)
+    assert pq.read_metadata(tmp_path / "t.parquet").num_row_groups == 1  # as before: one, empty
 
 
 def test_row_groups_are_exactly_row_group_rows_across_files(tmp_path: Path) -> None:
