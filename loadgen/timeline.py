@@ -397,7 +397,8 @@ def _write_sorted(out: Path, inputs: dict[int, Path], scratch: Path, memory_limi
             if not rows:  # files without rows: one empty row group, as `_write_atomic`
                 writer.write_table(empty_table(), row_group_size=1)
         os.replace(tmp, out)
-    except duckdb.Error as exc:
+    except (duckdb.Error, pa.ArrowException, OSError) as exc:
+        # an engine error met while the rows stream out reaches us as Arrow's OSError
         raise LoadRunError(f"cannot merge {len(paths)} timeline files into {out}: {exc}") from exc
     finally:
         tmp.unlink(missing_ok=True)

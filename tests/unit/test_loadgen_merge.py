@@ -207,6 +207,18 @@ def test_a_failed_merge_leaves_no_output_and_no_scratch(tmp_path: Path) -> None:
     assert list((tmp_path / "out").iterdir()) == []
 
 
+def test_a_merge_that_cannot_put_its_output_in_place_leaves_nothing(tmp_path: Path) -> None:
+    """The sorted file is written, but the rename fails (`out` is a folder): the error
+    names the output, `out` is untouched, no temporary file or scratch is left."""
+    files = [_batch(tmp_path / "src" / "a.parquet", [2.0, 1.0], "a")]
+    out = tmp_path / "out" / "t.parquet"
+    (out / "inside").mkdir(parents=True)
+    with pytest.raises(LoadRunError, match=r"into .*/out/t\.parquet: .*directory"):
+        merge(out, files)
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["t.parquet"]
+    assert [p.name for p in out.iterdir()] == ["inside"]
+
+
 def test_an_interrupted_merge_leaves_nothing_a_later_one_reads(tmp_path: Path) -> None:
     """A killed merge leaves a temporary file and its scratch folder (spill files and
     conformed copies): none of them is named *.parquet, so a merge of the folder later
