@@ -28,6 +28,10 @@ crashed process loses at most that one batch and every earlier batch stays reada
 `close` (normal stop, SIGINT, SIGTERM) writes the last batch and compacts the batches into
 one file sorted by `t_start`; `merge` does the same across processes (and recovers the
 batches a crashed process left behind).
+
+Bounded memory: `merge` sorts with DuckDB under a memory cap (`MERGE_MEMORY`), spilling
+to a scratch folder beside its output, and streams the sorted rows out one row group at a
+time: an hour's soak (36 M rows) compacts in about the same memory as a minute's.
 """
 
 from __future__ import annotations
@@ -36,8 +40,9 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,11 +52,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from infra.types import timeline_schema
+from loadgen.errors import LoadRunError
 
 __all__ = [
     "BATCH_ROWS",
     "BATCH_SECONDS",
     "COLUMNS",
+    "MERGE_MEMORY",
     "ROW_GROUP_ROWS",
     "SCHEMA",
     "MergeResult",
@@ -71,6 +78,10 @@ BATCH_ROWS = 5000
 #: large enough that the per-group overhead stays negligible (550 groups per hour).
 ROW_GROUP_ROWS = 1 << 16
 BATCH_SECONDS = 1.0
+#: DuckDB's memory cap while `merge` sorts; past it the sort spills to disk (about 160
+#: bytes a row). 256 MB keeps a whole merge near 0.65 GiB of RSS from 5 M rows to 36 M
+#: (an hour's soak; docs/loadgen.md); a 1 GB cap was no faster there.
+MERGE_MEMORY = "256MB"
 SCORE_TOLERANCE = 1e-6
 #: The `error` column's longest value; what a failed answer said is kept within it.
 ERROR_CHARS = 300
@@ -81,6 +92,7 @@ ANSWER_CHARS = 150
 
 SCHEMA = timeline_schema()  # declared once, in infra.types (the run-directory contract)
 COLUMNS = tuple(SCHEMA.names)
+_NAMES = list(COLUMNS)
 
 # One row, in COLUMNS order.
 Row = tuple[
@@ -216,10 +228,19 @@ def _table(rows: list[Row]) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=SCHEMA)
 
 
+def _tmp_name(path: Path) -> Path:
+    # not *.parquet: a half-written file is never taken for a batch by a later merge
+    return path.with_name(path.name + f".{os.getpid()}.tmp")
+
+
 def _write_atomic(table: pa.Table, path: Path) -> None:
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    pq.write_table(table, tmp, row_group_size=max(1, min(table.num_rows, ROW_GROUP_ROWS)))
-    os.replace(tmp, path)
+    tmp = _tmp_name(path)
+    try:
+        pq.write_table(table, tmp, row_group_size=max(1, min(table.num_rows, ROW_GROUP_ROWS)))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 class Recorder:
@@ -308,24 +329,133 @@ def _parquet_files(sources: Iterable[Path]) -> list[Path]:
     return files
 
 
-def merge(out: Path, sources: Iterable[Path]) -> MergeResult:
+def merge(out: Path, sources: Iterable[Path], memory_limit: str = MERGE_MEMORY) -> MergeResult:
     """Write one timeline at `out` holding every row of `sources` (Parquet files, or
-    folders searched for them: parts and segments), sorted by `t_start` (stable).
-    Unreadable files are skipped and named in the result; no source means no rows."""
+    folders searched for them: parts and segments), sorted by `t_start` (stable: ties
+    keep the order of the files as listed, then of the rows within a file).
+
+    Unreadable files (not Parquet, a column of `SCHEMA` missing, a value that does not
+    cast to its type) are skipped and named in the result; no source means no rows.
+    Memory stays bounded whatever the size: DuckDB sorts under `memory_limit`, spilling
+    to a scratch folder beside `out` (removed afterwards), and the result is written a
+    row group at a time to a temporary name, then renamed: `out` is never half written.
+    Raises LoadRunError when the engine fails on files that Arrow reads.
+    """
     files = [f for f in _parquet_files(sources) if f.resolve() != out.resolve()]
-    tables: list[pa.Table] = []
-    skipped: list[str] = []
-    for path in files:
-        try:
-            tables.append(pq.read_table(path).select(list(COLUMNS)).cast(SCHEMA))
-        except (OSError, pa.ArrowException, KeyError) as exc:
-            skipped.append(f"{path}: {exc}")
-    table = pa.concat_tables(tables) if tables else empty_table()
-    if table.num_rows:
-        table = table.sort_by([("t_start", "ascending")])
     out.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(table, out)
-    return MergeResult(out, table.num_rows, len(files) - len(skipped), skipped)
+    skipped: dict[int, str] = {}
+    scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".merge", dir=out.parent))
+    try:
+        inputs = _conformed(files, scratch, skipped)
+        try:
+            rows = _write_sorted(out, inputs, scratch, memory_limit)
+        except LoadRunError:
+            # The footers were fine but a page is not: find the file(s) as the
+            # in-memory read would, skip them, and sort once more.
+            bad = {i: problem for i, path in inputs.items() if (problem := _unreadable(path))}
+            if not bad:
+                raise
+            for i, problem in bad.items():
+                skipped[i] = f"{files[i]}: {problem}"
+                del inputs[i]
+            rows = _write_sorted(out, inputs, scratch, memory_limit)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return MergeResult(out, rows, len(files) - len(skipped), [skipped[i] for i in sorted(skipped)])
+
+
+def _conformed(files: list[Path], scratch: Path, skipped: dict[int, str]) -> dict[int, Path]:
+    """The readable `files` by position, each of exactly `SCHEMA`: a batch as the recorder
+    writes it as is (only its footer is read), any other file cast a batch at a time
+    into `scratch` as the in-memory merge would cast it. Problems go to `skipped`."""
+    inputs: dict[int, Path] = {}
+    for i, path in enumerate(files):
+        try:
+            schema = pq.read_schema(path)
+            if schema.equals(SCHEMA):
+                inputs[i] = path
+                continue
+            missing = [c for c in COLUMNS if c not in schema.names]
+            if missing:
+                raise KeyError(f"no column {missing[0]!r}")
+            # not *.parquet: a merge interrupted here leaves nothing a later one would read
+            inputs[i] = scratch / f"{i:07d}.conformed"
+            with pq.ParquetWriter(inputs[i], SCHEMA) as writer:
+                for batch in pq.ParquetFile(path).iter_batches(ROW_GROUP_ROWS, columns=_NAMES):
+                    writer.write_table(pa.Table.from_batches([batch]).select(_NAMES).cast(SCHEMA))
+        except (OSError, pa.ArrowException, KeyError) as exc:
+            inputs.pop(i, None)
+            skipped[i] = f"{path}: {exc}"
+    return inputs
+
+
+def _unreadable(path: Path) -> str | None:
+    """Why Arrow cannot read every row of `path` (None when it can), a batch at a time."""
+    try:
+        for _ in pq.ParquetFile(path).iter_batches(ROW_GROUP_ROWS, columns=_NAMES):
+            pass
+    except (OSError, pa.ArrowException) as exc:
+        return str(exc)
+    return None
+
+
+def _write_sorted(out: Path, inputs: dict[int, Path], scratch: Path, memory_limit: str) -> int:
+    """Sort the rows of `inputs` (files of exactly `SCHEMA`) by `t_start`, then input
+    position, then row within the file, into `out` in row groups of `ROW_GROUP_ROWS`;
+    the number of rows. Raises LoadRunError when the engine fails."""
+    import duckdb  # here, not at the top: a recorder needs the engine only when it closes
+
+    if not inputs:
+        _write_atomic(empty_table(), out)
+        return 0
+    order = sorted(inputs)
+    paths = [str(inputs[i]) for i in order]
+    # file_index is a file's place in `paths`; it stands for its place in `inputs`, and
+    # with the row number it makes the order total: the engine's own sort need not be
+    # stable for the result to equal the stable in-memory sort.
+    sql = (
+        f"SELECT {', '.join(COLUMNS)} FROM read_parquet($paths, file_row_number = true) "
+        "ORDER BY t_start ASC NULLS LAST, file_index, file_row_number"
+    )
+    tmp = _tmp_name(out)
+    rows = 0
+    db = duckdb.connect(config={"memory_limit": memory_limit, "threads": 2})
+    try:
+        db.execute("SET enable_progress_bar = false")
+        spill = str(scratch / "spill").replace("'", "''")
+        db.execute(f"SET temp_directory = '{spill}'")
+        reader = db.sql(sql, params={"paths": paths}).to_arrow_reader(ROW_GROUP_ROWS)
+        with pq.ParquetWriter(tmp, SCHEMA) as writer:
+            for group in _row_groups(reader):
+                writer.write_table(group, row_group_size=ROW_GROUP_ROWS)
+                rows += group.num_rows
+            if not rows:  # files without rows: one empty row group, as `_write_atomic`
+                writer.write_table(empty_table(), row_group_size=1)
+        os.replace(tmp, out)
+    except (duckdb.Error, pa.ArrowException, OSError) as exc:
+        # an engine error met while the rows stream out reaches us as Arrow's OSError
+        raise LoadRunError(f"cannot merge {len(paths)} timeline files into {out}: {exc}") from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+        db.close()
+    return rows
+
+
+def _row_groups(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.Table]:
+    """`batches` regrouped into tables of exactly `ROW_GROUP_ROWS` rows (the last one
+    shorter), cast to `SCHEMA`: the engine's batches have sizes of their own."""
+    held: list[pa.RecordBatch] = []
+    count = 0
+    for batch in batches:
+        held.append(batch)
+        count += batch.num_rows
+        while count >= ROW_GROUP_ROWS:
+            table = pa.Table.from_batches(held).cast(SCHEMA)
+            yield table.slice(0, ROW_GROUP_ROWS)
+            rest = table.slice(ROW_GROUP_ROWS)
+            held, count = rest.to_batches(), rest.num_rows
+    if count:
+        yield pa.Table.from_batches(held).cast(SCHEMA)
 
 
 def read_timeline(path: Path) -> pa.Table:

@@ -1,4 +1,5 @@
-"""Soak scale: `measure` and `scorecard` on synthetic 1 M, 10 M and 36 M-request runs.
+"""Soak scale: `measure` and `scorecard` on synthetic 1 M, 10 M and 36 M-request runs, and
+the recorder's final `merge` of an hour of batch files.
 
 The run: 10 000 requests/s (predict 70 %, write 20 %, canary 10 %; us and eu) for as
 long as the row count needs (36 M rows: one hour), a region kill of us-east 300 s in
@@ -6,6 +7,11 @@ with 20 s of us errors. The timeline is generated and written one row group at a
 (never whole in memory), in the recorder's row-group size. Each stage runs `RUNS`
 times, each in a fresh child process: wall time, rows/s and `ru_maxrss` (peak RSS),
 medians quoted.
+
+The merge: the same soak written as a recorder writes it (`MERGE_WORKERS` workers, each
+one batch file per second, rows in completion order), compacted by `loadgen.timeline.merge`
+in a child process; at `MERGE_SIDE_BY_SIDE` rows also by the in-memory merge it replaced,
+side by side (at 36 M rows that one would need about 10 GiB).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tests.bench.bench_probes import TOPOLOGY, LossyStore
@@ -38,6 +45,11 @@ GOAL_ROWS = 36_000_000
 RUNS = 3
 LIMIT_SECONDS = 60.0
 LIMIT_MIB = 2048.0
+#: The merge of an hour at 10 000 requests/s: 3 workers, 10 800 one-second batches.
+MERGE_ROWS = 36_000_000
+MERGE_SIDE_BY_SIDE = 5_000_000
+MERGE_WORKERS = 3
+MERGE_RUNS = 3
 
 
 def _chunk(rng: np.random.Generator, start: int, rows: int) -> pa.Table:
@@ -102,10 +114,50 @@ def make_soak(path: Path, rows: int, seed: int = 11) -> Path:
     return path
 
 
+def make_batches(path: Path, rows: int, workers: int = MERGE_WORKERS, seed: int = 7) -> int:
+    """Write `rows` requests of the soak under `path` as a recorder's batch files: each
+    of `workers` workers one file per second (`path/w<n>/seg-<second>.parquet`), its rows
+    in the order the requests ended, so a file is not sorted by `t_start` and the
+    workers' files overlap in time. Returns the number of files."""
+    rng = np.random.default_rng(seed)
+    per_second = int(RATE)
+    files = 0
+    for w in range(workers):
+        (path / f"w{w}").mkdir(parents=True, exist_ok=True)
+    for second, start in enumerate(range(0, rows, per_second), start=1):
+        chunk = _chunk(rng, start, min(per_second, rows - start))
+        ended = pc.add(chunk.column("t_start"), pc.divide(chunk.column("latency_ms"), 1000.0))
+        chunk = chunk.take(pc.sort_indices(ended))
+        worker = np.arange(chunk.num_rows) % workers
+        for w in range(workers):
+            part = chunk.filter(pa.array(worker == w))
+            pq.write_table(part, path / f"w{w}" / f"seg-{second:07d}.parquet")
+            files += 1
+    return files
+
+
+def merge_in_memory(out: Path, sources: list[Path]) -> int:
+    """The merge as it was before it was bounded (for the side-by-side figure): every
+    batch read whole, concatenated, sorted (stable) and written at once."""
+    from loadgen.timeline import ROW_GROUP_ROWS, SCHEMA
+
+    files = sorted(p for s in sources for p in s.rglob("*.parquet"))
+    tables = [pq.read_table(f).select(SCHEMA.names).cast(SCHEMA) for f in files]
+    table = pa.concat_tables(tables).sort_by([("t_start", "ascending")])
+    pq.write_table(table, out, row_group_size=ROW_GROUP_ROWS)
+    return int(table.num_rows)
+
+
 def child(stage: str, run: str) -> None:
     """Entry point of a measuring child: run `stage` once, print seconds and ru_maxrss (KiB)."""
     started = time.perf_counter()
-    if stage == "measure":
+    if stage == "merge":
+        from loadgen.timeline import merge
+
+        merge(Path(run) / "timeline.parquet", [Path(run) / "parts"])
+    elif stage == "merge-in-memory":
+        merge_in_memory(Path(run) / "timeline.parquet", [Path(run) / "parts"])
+    elif stage == "measure":
         from probes.measure import Options, measure_run
         from probes.models import write_measurements
 
@@ -133,8 +185,47 @@ def _child(stage: str, run: Path) -> tuple[float, float]:
     return float(seconds), int(kib) / 1024
 
 
-def run(sizes: tuple[int, ...] = SIZES) -> list[BenchResult]:
+def run_merge(rows: int = MERGE_ROWS, side_by_side: int = MERGE_SIDE_BY_SIDE) -> list[BenchResult]:
+    """The merge figures: the bounded merge at `rows`, both merges at `side_by_side`."""
     out: list[BenchResult] = []
+    for size in sorted({side_by_side, rows}):
+        with tempfile.TemporaryDirectory(
+            prefix="bench-merge-", dir=os.environ.get("TMPDIR")
+        ) as tmp:
+            run_dir = Path(tmp)
+            files = make_batches(run_dir / "parts", size)
+            label = f"{size // 1_000_000}M"
+            stages = ["merge"] + (["merge-in-memory"] if size == side_by_side else [])
+            for stage in stages:
+                runs = []
+                for _ in range(MERGE_RUNS):
+                    runs.append(_child(stage, run_dir))
+                    (run_dir / "timeline.parquet").unlink()
+                took = [t for t, _ in runs]
+                name = "merge" if stage == "merge" else "merge in memory (before)"
+                how = (
+                    f"{stage} of {size:,} rows in {files:,} batch files ({MERGE_WORKERS} "
+                    f"workers, one file a second each) in a child process, {MERGE_RUNS} runs"
+                )
+                out.append(
+                    BenchResult.of(SECTION, f"{name}, {label} rows, wall time", took, "s", how)
+                )
+                out.append(
+                    BenchResult.of(
+                        SECTION,
+                        f"{name}, {label} rows, peak RSS",
+                        [mib for _, mib in runs],
+                        "MiB",
+                        "ru_maxrss of each of those children",
+                        "<= 2048 MiB" if stage == "merge" else "",
+                        LIMIT_MIB if stage == "merge" else None,
+                    )
+                )
+    return out
+
+
+def run(sizes: tuple[int, ...] = SIZES) -> list[BenchResult]:
+    out: list[BenchResult] = run_merge()
     for rows in sizes:
         with tempfile.TemporaryDirectory(prefix="bench-soak-", dir=os.environ.get("TMPDIR")) as tmp:
             run_dir = make_soak(Path(tmp) / "run", rows)
@@ -180,6 +271,10 @@ def run(sizes: tuple[int, ...] = SIZES) -> list[BenchResult]:
 
 
 if __name__ == "__main__":
-    sizes = tuple(int(a) for a in sys.argv[1:]) or SIZES
-    for r in run(sizes):
+    # `python -m tests.bench.bench_soak [ROWS…]`, or `merge [ROWS [SIDE_BY_SIDE_ROWS]]`
+    if sys.argv[1:2] == ["merge"]:
+        figures = run_merge(*(int(a) for a in sys.argv[2:4]))
+    else:
+        figures = run(tuple(int(a) for a in sys.argv[1:]) or SIZES)
+    for r in figures:
         print(f"{r.name}: {r.value:.4g} {r.unit} ({r.how})", flush=True)
