@@ -32,7 +32,7 @@ import redis
 from infra.local import configs, model, stores
 from tests.conftest import stop_processes
 from tests.integration.prometheus_process import free_port
-from tests.integration.redis_process import needs_redis, wait_for
+from tests.integration.redis_process import needs_redis, sentinel_conf, wait_for
 
 PASSWORD = "failover-test-secret"
 # As many as the platform loads (world.up): the demoted store's full resync then
@@ -116,16 +116,10 @@ def group(tmp_path: Path) -> Iterator[Group]:
         argv[name] = ["redis-server", str(conf), "--port", str(ports[name])]
         argv[name] += ["--bind", "127.0.0.1"]
     argv["replica"] += ["--replicaof", "127.0.0.1", str(ports["primary"])]
-    sentinel_conf = tmp_path / "sentinel.conf"
-    sentinel_conf.write_text(
-        f"port {ports['sentinel']}\nbind 127.0.0.1\ndaemonize no\ndir {tmp_path}\n"
-        f"requirepass {PASSWORD}\nsentinel announce-ip 127.0.0.1\n"
-        f"sentinel monitor eu 127.0.0.1 {ports['primary']} 1\n"
-        f"sentinel auth-pass eu {PASSWORD}\n"
-        f"sentinel down-after-milliseconds eu {configs.SENTINEL_DOWN_AFTER_MS}\n"
-        f"sentinel failover-timeout eu {configs.SENTINEL_FAILOVER_TIMEOUT_MS}\n"
+    watcher = sentinel_conf(
+        tmp_path / "sentinel.conf", ports["sentinel"], ports["primary"], PASSWORD
     )
-    argv["sentinel"] = ["redis-sentinel", str(sentinel_conf)]
+    argv["sentinel"] = ["redis-sentinel", str(watcher)]
     registry, store = tmp_path / "registry", tmp_path / "models"
     model.publish(registry, ("eu",), ENTITIES)
     model.replicate(registry, store)

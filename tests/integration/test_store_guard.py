@@ -26,7 +26,7 @@ from infra.local import configs, stores
 from infra.local.topology import DEFAULT_TOPOLOGY, load_topology
 from tests.conftest import Answer, needs_world, running_world, stop_processes
 from tests.integration.prometheus_process import free_port
-from tests.integration.redis_process import needs_redis, wait_for
+from tests.integration.redis_process import needs_redis, sentinel_conf, wait_for
 
 PASSWORD = "guard-test-secret"
 GUARD = load_topology(DEFAULT_TOPOLOGY.with_name("topology-guarded.yaml")).store_settings("eu")
@@ -63,19 +63,13 @@ def _store(base: Path, name: str, port: int, primary_port: int | None) -> list[s
 @pytest.fixture
 def group(tmp_path: Path) -> Iterator[Group]:
     ports = {"primary": free_port(), "replica": free_port(), "sentinel": free_port()}
-    sentinel_conf = tmp_path / "sentinel.conf"
-    sentinel_conf.write_text(
-        f"port {ports['sentinel']}\nbind 127.0.0.1\ndaemonize no\ndir {tmp_path}\n"
-        f"requirepass {PASSWORD}\nsentinel announce-ip 127.0.0.1\n"
-        f"sentinel monitor eu 127.0.0.1 {ports['primary']} 1\n"
-        f"sentinel auth-pass eu {PASSWORD}\n"
-        f"sentinel down-after-milliseconds eu {configs.SENTINEL_DOWN_AFTER_MS}\n"
-        f"sentinel failover-timeout eu {configs.SENTINEL_FAILOVER_TIMEOUT_MS}\n"
+    watcher = sentinel_conf(
+        tmp_path / "sentinel.conf", ports["sentinel"], ports["primary"], PASSWORD
     )
     commands = [
         _store(tmp_path, "primary", ports["primary"], None),
         _store(tmp_path, "replica", ports["replica"], ports["primary"]),
-        ["redis-sentinel", str(sentinel_conf)],
+        ["redis-sentinel", str(watcher)],
     ]
     procs = [
         subprocess.Popen(
