@@ -21,7 +21,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -44,18 +44,41 @@ SAMPLE = 20  # keys listed per kind of divergence; the counts are complete
 
 # ------------------------------------------------------------------ time to detect
 def _jurisdiction_of(
-    frame: pd.DataFrame, region: str, fault: Fault, region_jur: Mapping[str, str]
+    region: str, fault: Fault, region_jur: Mapping[str, str], served: Callable[[], list[str]]
 ) -> str | None:
-    """The corrupted region's jurisdiction: topology, the fault's details, else the
-    residency of the requests it answered (a region serves one jurisdiction only)."""
+    """The corrupted region's jurisdiction: topology, the fault's details, else the one
+    residency of the requests it answered (`served()`: a region serves one jurisdiction)."""
     if region in region_jur:
         return region_jur[region]
     declared = fault.details.get("jurisdiction")
     if isinstance(declared, str) and declared:
         return declared
-    served = frame.loc[(frame["region"].astype(str) == region).to_numpy(), "residency"]
-    names = served.dropna().astype(str).unique()
-    return str(names[0]) if len(names) == 1 else None
+    names = served()
+    return names[0] if len(names) == 1 else None
+
+
+def _opening(
+    fault: Fault, jurisdiction: str | None, end: float, settle_seconds: float
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The fields every time-to-detect entry starts with, and its `no-data` entry when
+    the observation is shorter than `settle_seconds` (None when it is long enough)."""
+    head = {
+        "region": fault.target,
+        "jurisdiction": jurisdiction,
+        **fault.describe(),
+        "observed_until": seconds(end),
+        "inputs": {"settle_seconds": settle_seconds},
+        "detected": None,
+        "time_to_detect_seconds": None,
+    }
+    if end - fault.applied_at >= settle_seconds:
+        return head, None
+    return head, failed(
+        "no-data",
+        f"observation after the fault ({end - fault.applied_at:.3f} s) is shorter "
+        f"than settle_seconds ({settle_seconds:g} s)",
+        **head,
+    )
 
 
 def detection_of(
@@ -74,23 +97,15 @@ def detection_of(
     """
     region = fault.target
     end = min(until, fault.reverted_at) if fault.reverted_at is not None else until
-    jurisdiction = _jurisdiction_of(frame, region, fault, region_jur or {})
-    head = {
-        "region": region,
-        "jurisdiction": jurisdiction,
-        **fault.describe(),
-        "observed_until": seconds(end),
-        "inputs": {"settle_seconds": settle_seconds},
-        "detected": None,
-        "time_to_detect_seconds": None,
-    }
-    if end - fault.applied_at < settle_seconds:
-        return failed(
-            "no-data",
-            f"observation after the fault ({end - fault.applied_at:.3f} s) is shorter "
-            f"than settle_seconds ({settle_seconds:g} s)",
-            **head,
-        )
+
+    def answered_for() -> list[str]:
+        answered = frame.loc[(frame["region"].astype(str) == region).to_numpy(), "residency"]
+        return [str(n) for n in answered.dropna().astype(str).unique()]
+
+    jurisdiction = _jurisdiction_of(region, fault, region_jur or {}, answered_for)
+    head, short = _opening(fault, jurisdiction, end, settle_seconds)
+    if short is not None:
+        return short
     starts = frame["t_start"].to_numpy(dtype=np.float64)
     answered = starts + frame["latency_ms"].to_numpy(dtype=np.float64) / 1000.0
     by_region = ((frame["region"].astype(str) == region) & frame["region"].notna()).to_numpy()
@@ -175,32 +190,18 @@ def detection_scan(
     nothing per row held."""
     region = fault.target
     end = min(until, fault.reverted_at) if fault.reverted_at is not None else until
-    jurisdiction: str | None = (region_jur or {}).get(region)
-    declared = fault.details.get("jurisdiction")
-    if jurisdiction is None and isinstance(declared, str) and declared:
-        jurisdiction = declared
-    if jurisdiction is None:
+
+    def answered_for() -> list[str]:
         names = timeline.query(
             "SELECT DISTINCT residency FROM tl WHERE region = ? AND residency IS NOT NULL",
             [region],
         )
-        jurisdiction = str(names[0][0]) if len(names) == 1 else None
-    head = {
-        "region": region,
-        "jurisdiction": jurisdiction,
-        **fault.describe(),
-        "observed_until": seconds(end),
-        "inputs": {"settle_seconds": settle_seconds},
-        "detected": None,
-        "time_to_detect_seconds": None,
-    }
-    if end - fault.applied_at < settle_seconds:
-        return failed(
-            "no-data",
-            f"observation after the fault ({end - fault.applied_at:.3f} s) is shorter "
-            f"than settle_seconds ({settle_seconds:g} s)",
-            **head,
-        )
+        return [str(n[0]) for n in names]
+
+    jurisdiction = _jurisdiction_of(region, fault, region_jur or {}, answered_for)
+    head, short = _opening(fault, jurisdiction, end, settle_seconds)
+    if short is not None:
+        return short
     at = fault.applied_at
     row = timeline.query(
         "SELECT count(*) FILTER (WHERE region = ? AND t_start < ?), "
