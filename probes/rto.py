@@ -26,7 +26,7 @@ Python loop per request. `__all__` lists the Chaos Toolkit probe; `rto_table` an
 from __future__ import annotations
 
 import math
-from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -266,6 +266,8 @@ class HeldSpread:
 
 #: A sorted run of requests of one stream: starts, `ok`, latencies (ms, NaN unknown).
 Block = tuple[FloatArray, BoolArray, FloatArray]
+#: An RTO entry, and whether its stream was clean over the observation (`rto_scan`).
+Scanned = tuple[dict[str, Any], bool]
 
 
 def _frames(blocks: Iterable[Block], lookahead: float) -> Iterator[tuple[Block, int]]:
@@ -558,12 +560,19 @@ def rto_of(
     `latency_until` ends the "during the fault" latency window (default `until`; the
     fault's revert when known). See `rto_scan` for the statuses.
     """
+    return _scan_held((starts, ok, latency_ms), fault_at, until, params, latency_until)[0]
+
+
+def _scan_held(
+    rows: Block, fault_at: float, until: float, params: RtoParams, latency_until: float | None
+) -> Scanned:
+    """`rto_scan` of a whole stream already in memory (sorted by start)."""
+    starts, ok, latency_ms = rows
     begin = int(np.searchsorted(starts, fault_at, side="left"))
     end = int(np.searchsorted(starts, until, side="right"))
     before = (starts[:begin], ok[:begin], latency_ms[:begin])
     window = (starts[begin:end], ok[begin:end], latency_ms[begin:end])
-    entry, _ = rto_scan(before, [window], fault_at, until, params, int(starts.size), latency_until)
-    return entry
+    return rto_scan(before, [window], fault_at, until, params, int(starts.size), latency_until)
 
 
 def rto_scan(
@@ -575,7 +584,7 @@ def rto_scan(
     total: int,
     latency_until: float | None = None,
     spread: Spread | None = None,
-) -> tuple[dict[str, Any], bool]:
+) -> Scanned:
     """The RTO figures of one stream for one fault, read frame by frame; and whether the
     stream was clean over the observation (`covering_fault`).
 
@@ -838,24 +847,30 @@ def rto_table(
     ok = frame["ok"].to_numpy(dtype=bool)
     latency = frame["latency_ms"].to_numpy(dtype=np.float64)
     end = float(starts[-1]) if until is None else until
-    groups = _groups(frame)
+    streams = {(kind, res): rows for kind, res, rows in _groups(frame)}
+
+    def measure(kind: str, residency: str, fault: Fault, fault_until: float) -> Scanned:
+        rows = streams[(kind, residency)]
+        held = (starts[rows], ok[rows], latency[rows])
+        return _scan_held(held, fault.applied_at, fault_until, params, fault.reverted_at)
+
+    return _entries(faults, list(streams), end, mapping, measure)
+
+
+def _entries(
+    faults: Sequence[Fault],
+    streams: Sequence[tuple[str, str]],
+    end: float,
+    mapping: Mapping[str, str],
+    measure: Callable[[str, str, Fault, float], Scanned],
+) -> list[dict[str, Any]]:
+    """The RTO table: per fault, per (kind, residency) stream in order, the entry
+    `measure` gives for the fault observed until `observation_end`, and who covers it."""
     table: list[dict[str, Any]] = []
     for n, fault in enumerate(faults):
-        for kind, residency, rows in groups:
+        for kind, residency in streams:
             fault_until, cut = observation_end(faults, n, residency, end, mapping)
-            t, good, lat = starts[rows], ok[rows], latency[rows]
-            begin = int(np.searchsorted(t, fault.applied_at, side="left"))
-            stop = int(np.searchsorted(t, fault_until, side="right"))
-            entry, clean = rto_scan(
-                (t[:begin], good[:begin], lat[:begin]),
-                [(t[begin:stop], good[begin:stop], lat[begin:stop])],
-                fault.applied_at,
-                fault_until,
-                params,
-                int(t.size),
-                latency_until=fault.reverted_at,
-            )
-            covered = covering_fault(faults, n, residency, end, mapping, clean)
+            entry, clean = measure(kind, residency, fault, fault_until)
             table.append(
                 {
                     "kind": kind,
@@ -863,7 +878,7 @@ def rto_table(
                     **fault.describe(),
                     **entry,
                     "observation_ended_by": cut.id if cut is not None else None,
-                    "covered_by": covered,
+                    "covered_by": covering_fault(faults, n, residency, end, mapping, clean),
                 }
             )
     return table
@@ -891,37 +906,19 @@ def rto_table_scan(
     by_res = timeline.residency_sizes()
     kinds = sorted({k for k, _, _ in sizes}, key=lambda k: (*KINDS, k).index(k))
     count = {(k, r): n for k, r, n in sizes}
-    streams = [
-        (kind, res, by_res[res] if kind == ALL else count[(kind, res)])
+    streams = {
+        (kind, res): by_res[res] if kind == ALL else count[(kind, res)]
         for kind in (*kinds, ALL)
         for res in sorted(by_res)
         if kind == ALL or (kind, res) in count
-    ]
-    table: list[dict[str, Any]] = []
-    for n, fault in enumerate(faults):
-        for kind, residency, total in streams:
-            fault_until, cut = observation_end(faults, n, residency, end, mapping)
-            entry, clean = _scan_stream(
-                timeline,
-                None if kind == ALL else kind,
-                residency,
-                total,
-                fault,
-                fault_until,
-                params,
-            )
-            covered = covering_fault(faults, n, residency, end, mapping, clean)
-            table.append(
-                {
-                    "kind": kind,
-                    "residency": residency,
-                    **fault.describe(),
-                    **entry,
-                    "observation_ended_by": cut.id if cut is not None else None,
-                    "covered_by": covered,
-                }
-            )
-    return table
+    }
+
+    def measure(kind: str, residency: str, fault: Fault, fault_until: float) -> Scanned:
+        total = streams[(kind, residency)]
+        stream_kind = None if kind == ALL else kind
+        return _scan_stream(timeline, stream_kind, residency, total, fault, fault_until, params)
+
+    return _entries(faults, list(streams), end, mapping, measure)
 
 
 def _scan_stream(
@@ -932,7 +929,7 @@ def _scan_stream(
     fault: Fault,
     until: float,
     params: RtoParams,
-) -> tuple[dict[str, Any], bool]:
+) -> Scanned:
     """`rto_scan` of one stream of `timeline`, read in the file's order while it is
     sorted there, else (rarely: a merged or hand-made file) sorted by the engine."""
     before = timeline.before(kind, residency, fault.applied_at)
