@@ -381,21 +381,38 @@ def integrity_table(
 
     `digest_source` says where `expected_digest` came from (see `expected_digest_of`).
     """
-    source = digest_source or ("given" if expected_digest else "unknown")
-    table: list[dict[str, Any]] = []
     residencies = sorted(str(r) for r in frame["residency"].dropna().unique())
-    for residency in residencies:
-        part = frame[(frame["residency"] == residency).to_numpy()]
-        entry = wrong_answers_of(part, expected_digest)
-        table.append(
-            {"check": "wrong-answers", "residency": residency, "digest_source": source, **entry}
-        )
+    return _entries(
+        residencies,
+        faults,
+        until,
+        digest_source or ("given" if expected_digest else "unknown"),
+        lambda res: wrong_answers_of(
+            frame[(frame["residency"] == res).to_numpy()], expected_digest
+        ),
+        lambda fault, end: detection_of(frame, fault, end, settle_seconds, region_jur),
+    )
+
+
+def _entries(
+    residencies: list[str],
+    faults: list[Fault],
+    until: float,
+    source: str,
+    wrong: Callable[[str], dict[str, Any]],
+    detect: Callable[[Fault, float], dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """The integrity table: `wrong(residency)` for each residency, then `detect(fault,
+    until)` for each corrupt-* fault, observed until the next fault."""
+    table: list[dict[str, Any]] = [
+        {"check": "wrong-answers", "residency": res, "digest_source": source, **wrong(res)}
+        for res in residencies
+    ]
     for n, fault in enumerate(faults):
         if not fault.fault.startswith("corrupt"):
             continue
         fault_until = until if n + 1 == len(faults) else min(until, faults[n + 1].applied_at)
-        detection = detection_of(frame, fault, fault_until, settle_seconds, region_jur)
-        table.append({"check": "time-to-detect", **detection})
+        table.append({"check": "time-to-detect", **detect(fault, fault_until)})
     return table
 
 
@@ -412,22 +429,14 @@ def integrity_table_scan(
 
     The wrong answers and time to detect are counted by the engine: nothing per row.
     """
-    source = digest_source or ("given" if expected_digest else "unknown")
-    table: list[dict[str, Any]] = []
-    for residency in timeline.residencies():
-        entry = wrong_answers_scan(timeline, residency, expected_digest)
-        table.append(
-            {"check": "wrong-answers", "residency": residency, "digest_source": source, **entry}
-        )
-    corrupt = [n for n, f in enumerate(faults) if f.fault.startswith("corrupt")]
-    if not corrupt:
-        return table
-    for n in corrupt:
-        fault = faults[n]
-        fault_until = until if n + 1 == len(faults) else min(until, faults[n + 1].applied_at)
-        detection = detection_scan(timeline, fault, fault_until, settle_seconds, region_jur)
-        table.append({"check": "time-to-detect", **detection})
-    return table
+    return _entries(
+        timeline.residencies(),
+        faults,
+        until,
+        digest_source or ("given" if expected_digest else "unknown"),
+        lambda res: wrong_answers_scan(timeline, res, expected_digest),
+        lambda fault, end: detection_scan(timeline, fault, end, settle_seconds, region_jur),
+    )
 
 
 # ------------------------------------------------------------------ anti-entropy

@@ -19,15 +19,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tests.bench.bench_probes import TOPOLOGY
+
 T0 = 1_700_000_000.0
 ROW_GROUP = 37
-TOPOLOGY = (
-    "regions:\n"
-    "  - {name: us-east, provider: aws, jurisdiction: us, role: primary}\n"
-    "  - {name: us-west, provider: gcp, jurisdiction: us, role: replica}\n"
-    "  - {name: eu-west, provider: aws, jurisdiction: eu, role: primary}\n"
-    "  - {name: eu-central, provider: gcp, jurisdiction: eu, role: replica}\n"
-)
 #: Keys the stores lost (every 7th write of us-w0 and eu-w1).
 LOST = {f"ev:{client}:{seq}" for client in ("us-w0", "eu-w1") for seq in range(0, 2000, 7)}
 SCENARIOS = ("kill-at-edge", "overlapping", "sparse", "unsorted", "no-fault")
